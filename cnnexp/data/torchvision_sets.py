@@ -1,0 +1,60 @@
+"""torchvision datasets read from a local root (download only when asked), held in memory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cnnexp.data.bundle import DataBundle, from_arrays
+from cnnexp.data.registry import DATASETS
+from cnnexp.errors import BadInput
+from cnnexp.schema import DataCfg
+
+_CLASSES = {"cifar10", "cifar100", "mnist", "fashion_mnist", "svhn"}
+
+
+def _open(name: str, cfg: DataCfg):  # -> torchvision dataset
+    import torchvision.datasets as tvd
+
+    root = Path(cfg.root or "./data").expanduser()
+    if not cfg.download and not root.is_dir():
+        raise BadInput(f"data.root '{root}' does not exist (put {name} there or set "
+                       f"data.download=true)")
+    make = {"cifar10": tvd.CIFAR10, "cifar100": tvd.CIFAR100, "mnist": tvd.MNIST,
+            "fashion_mnist": tvd.FashionMNIST}
+    try:
+        if name == "svhn":
+            return tvd.SVHN(str(root), split="train", download=cfg.download)
+        return make[name](str(root), train=True, download=cfg.download)
+    except RuntimeError as exc:
+        raise BadInput(f"{name} not found under '{root}' ({str(exc).splitlines()[0]}); "
+                       f"set data.root or data.download=true") from None
+
+
+def _to_uint8_nchw(data: object) -> torch.Tensor:
+    x = torch.as_tensor(np.asarray(data))
+    if x.ndim == 3:  # MNIST-like N,H,W
+        return x.unsqueeze(1).contiguous()
+    if x.shape[-1] in (1, 3):  # CIFAR N,H,W,C
+        return x.permute(0, 3, 1, 2).contiguous()
+    return x.contiguous()  # SVHN already N,C,H,W
+
+
+def _builder(name: str):
+    def build(cfg: DataCfg) -> DataBundle:
+        ds = _open(name, cfg)
+        x = _to_uint8_nchw(ds.data)
+        y = torch.as_tensor(np.asarray(getattr(ds, "targets", None) if hasattr(ds, "targets")
+                                       else ds.labels)).long()
+        classes = list(getattr(ds, "classes", [str(i) for i in range(int(y.max()) + 1)]))
+        return from_arrays(name, x, y, [str(c) for c in classes],
+                           val_fraction=cfg.val_fraction, split_seed=cfg.split_seed,
+                           resize=cfg.resize, subset=cfg.subset,
+                           source=f"torchvision.datasets:{name}@{ds.root}")
+    return build
+
+
+for _name in sorted(_CLASSES):
+    DATASETS.register(_name)(_builder(_name))

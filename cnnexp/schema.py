@@ -1,0 +1,130 @@
+"""The recipe schema: every field a recipe may set, its type and its range.
+
+Unknown keys are forbidden everywhere so a typo is an error, not a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+GROUPS = ("data", "arch", "aug", "reg", "opt")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataCfg(Strict):
+    name: str = "digits"
+    dataset: str = "digits"
+    root: str | None = None  # torchvision datasets: local folder
+    path: str | None = None  # imagefolder: folder of class sub-folders
+    download: bool = False
+    val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    split_seed: int = Field(0, ge=0)  # fixed across training seeds: seeds vary init, not data
+    resize: int | None = Field(None, ge=4, le=1024)
+    subset: int | None = Field(None, ge=2)  # cap on training examples (quick looks)
+    # shapes (procedural) only
+    num_classes: int = Field(10, ge=2, le=1000)
+    num_samples: int = Field(6000, ge=20)
+    image_size: int = Field(32, ge=8, le=512)
+    # on-disk datasets only
+    num_workers: int = Field(2, ge=0, le=64)
+
+
+class ArchCfg(Strict):
+    name: str = "small_cnn"
+    model: str = "small_cnn"
+    norm: Literal["none", "batch", "layer", "instance", "group"] = "batch"
+    activation: Literal["relu", "gelu", "silu"] = "relu"
+    init: Literal["kaiming", "xavier", "normal", "default"] = "kaiming"
+    init_std: float = Field(0.01, gt=0.0, le=100.0)
+    width: int = Field(32, ge=1, le=4096)  # channels of the first stage
+    depth: int = Field(20, ge=1, le=1000)  # resnet depth (20, 32, 56, 18, 34)
+    stages: list[int] = Field(default_factory=lambda: [1, 1, 2, 2, 2])  # vgg convs per stage
+    zoo_model: str = "resnet18"  # torchvision model name for `zoo`
+    weights_path: str | None = None  # local state_dict for `zoo`
+    freeze_backbone: bool = False
+
+
+class AugCfg(Strict):
+    name: str = "none"
+    flip: bool = False
+    translate: int = Field(0, ge=0, le=64)  # pixels, random crop with reflect padding
+    scale: tuple[float, float] | None = None  # random zoom range, e.g. [0.8, 1.2]
+    rotation: float = Field(0.0, ge=0.0, le=180.0)  # degrees
+    color_jitter: float = Field(0.0, ge=0.0, le=1.0)  # brightness/contrast/saturation strength
+    cutout: int = Field(0, ge=0, le=512)  # side of the erased square, pixels
+    mixup: float = Field(0.0, ge=0.0, le=10.0)  # Beta(alpha, alpha); 0 = off
+    cutmix: float = Field(0.0, ge=0.0, le=10.0)
+    tta: bool = False  # average predictions over the flipped image at eval
+
+    @model_validator(mode="after")
+    def _scale_range(self) -> AugCfg:
+        if self.scale is not None and not 0 < self.scale[0] <= self.scale[1]:
+            raise ValueError("aug.scale must be [low, high] with 0 < low <= high")
+        return self
+
+
+class RegCfg(Strict):
+    name: str = "none"
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)  # before the classifier
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    l1: float = Field(0.0, ge=0.0)
+    patience: int | None = Field(None, ge=1)  # early stopping on val loss
+    ema: float | None = Field(None, gt=0.0, lt=1.0)  # EMA decay of weights, evaluated with
+
+
+class OptCfg(Strict):
+    name: str = "sgd"
+    optimizer: Literal["sgd", "adam", "adamw", "rmsprop", "adagrad"] = "sgd"
+    lr: float = Field(0.05, gt=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    nesterov: bool = False
+    weight_decay: float = Field(0.0, ge=0.0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    schedule: Literal["none", "step", "cosine", "onecycle", "plateau"] = "none"
+    step_epochs: int = Field(30, ge=1)  # step: multiply lr by gamma every step_epochs
+    gamma: float = Field(0.5, gt=0.0, le=1.0)
+    warmup_epochs: float = Field(0.0, ge=0.0)
+    grad_clip: float | None = Field(None, gt=0.0)
+
+    @model_validator(mode="after")
+    def _nesterov_needs_momentum(self) -> OptCfg:
+        if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
+            raise ValueError("opt.nesterov needs optimizer sgd with momentum > 0")
+        return self
+
+
+class TrainCfg(Strict):
+    epochs: int = Field(10, ge=1, le=100000)
+    batch_size: int = Field(128, ge=1, le=65536)
+    eval_batch_size: int = Field(1024, ge=1, le=65536)
+    seed: int = Field(0, ge=0)
+    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"  # CUDA only; auto = bf16 if supported
+    channels_last: bool = True  # CUDA only
+    compile: bool = False
+
+
+class Recipe(Strict):
+    name: str = "recipe"
+    description: str = ""
+    defaults: dict[str, str] = Field(default_factory=dict)
+    data: DataCfg = Field(default_factory=DataCfg)
+    arch: ArchCfg = Field(default_factory=ArchCfg)
+    aug: AugCfg = Field(default_factory=AugCfg)
+    reg: RegCfg = Field(default_factory=RegCfg)
+    opt: OptCfg = Field(default_factory=OptCfg)
+    train: TrainCfg = Field(default_factory=TrainCfg)
+    # validated by cnnexp.search when a search runs; kept free-form here
+    search: dict[str, Any] | None = None
+
+    def flat(self) -> dict[str, Any]:
+        """Flattened `group.field` params, as logged to MLflow."""
+        out: dict[str, Any] = {}
+        for group in (*GROUPS, "train"):
+            for key, value in getattr(self, group).model_dump().items():
+                out[f"{group}.{key}"] = value
+        return out
