@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from cnnexp.errors import BadInput, did_you_mean
+from cnnexp.errors import BadInput, closest, did_you_mean
 from cnnexp.schema import GROUPS, Recipe
 
 DEFAULT_EXPERIMENT = "digits"
@@ -168,7 +168,12 @@ def describe_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     loc = ".".join(str(p) for p in err["loc"])
     if err["type"] == "extra_forbidden":
-        return f"unknown key '{loc}'{did_you_mean(loc, valid_keys())}"
+        section, _, leaf = loc.rpartition(".")
+        siblings = [k.rpartition(".")[2] for k in valid_keys() if k.rpartition(".")[0] == section]
+        near = closest(leaf, siblings)
+        hint = f" (did you mean '{section + '.' if section else ''}{near[0]}'?)" if near else \
+            did_you_mean(loc, valid_keys())
+        return f"unknown key '{loc}'{hint}"
     value = err.get("input")
     shown = "" if isinstance(value, dict) else f" (got {value!r})"
     return f"invalid value for '{loc}': {err['msg']}{shown}"

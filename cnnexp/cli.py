@@ -1,0 +1,165 @@
+"""The `cnnexp` command line. Thin commands: parse, call one function, render.
+
+Heavy libraries (torch, mlflow, optuna) are imported inside the commands that need them, so
+`cnnexp --help` and `cnnexp recipes list` start fast."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from cnnexp.console import emit_json, err, guarded
+
+app = typer.Typer(
+    name="cnnexp", no_args_is_help=True, add_completion=False, rich_markup_mode="markdown",
+    help="Disciplined CNN experiments from YAML recipes, tracked in MLflow.\n\n"
+         "Recipes compose data x arch x aug x reg x opt; override with `group=name` or "
+         "`a.b=value`.\n\nExamples: `cnnexp train`, `cnnexp train shapes arch=resnet20 "
+         "opt.lr=0.1`, `cnnexp recipes show digits`, `cnnexp ui`.")
+recipes_app = typer.Typer(help="List and show recipes.", no_args_is_help=True)
+app.add_typer(recipes_app, name="recipes")
+
+Args = Annotated[list[str] | None, typer.Argument(
+    help="[RECIPE] [OVERRIDES...]: an experiment name or YAML path (default: digits), then "
+         "overrides like `arch=lenet5` or `opt.lr=0.05`.", show_default=False)]
+Device = Annotated[str, typer.Option("--device", help="auto|cpu|cuda|cuda:N|mps "
+                                     "(auto prefers CUDA, then MPS, then CPU).")]
+Seed = Annotated[int | None, typer.Option("--seed", help="Sets train.seed.")]
+Experiment = Annotated[str | None, typer.Option(
+    "--experiment", help="MLflow experiment name (default: the recipe name).")]
+Json = Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout.")]
+Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="Only errors and the result.")]
+Verbose = Annotated[bool, typer.Option("-v", "--verbose", help="Per-epoch lines.")]
+
+
+def split_args(args: list[str] | None, seed: int | None = None) -> tuple[str | None, list[str]]:
+    """First argument without '=' is the recipe; the rest are overrides."""
+    args = list(args or [])
+    recipe = args.pop(0) if args and "=" not in args[0] else None
+    if seed is not None:
+        args.append(f"train.seed={seed}")
+    return recipe, args
+
+
+@app.command()
+def train(args: Args = None, device: Device = "auto", seed: Seed = None,
+          experiment: Experiment = None, json: Json = False, quiet: Quiet = False,
+          verbose: Verbose = False,
+          log_model: Annotated[bool, typer.Option(help="Log the best weights as an artifact.")]
+          = False,
+          track: Annotated[bool, typer.Option(help="Track in MLflow (--no-track: don't).")]
+          = True) -> None:
+    """Train a recipe and track it in MLflow.
+
+    Examples:
+
+        cnnexp train                                  # the embedded digits recipe
+
+        cnnexp train shapes arch=resnet20 opt.lr=0.1 train.epochs=5
+
+        cnnexp train my_recipe.yaml --device cuda --json
+    """
+
+    def body() -> None:
+        from cnnexp.console import quiet_libraries, show_progress, summary_table, \
+            training_progress
+        from cnnexp.recipe import load_recipe
+
+        ref, overrides = split_args(args, seed)
+        recipe = load_recipe(ref, overrides)
+        quiet_libraries()
+        from cnnexp import runner
+
+        callbacks = [_EpochPrinter()] if verbose and not json else []
+        with training_progress(show_progress(json, quiet), recipe.name) as bars:
+            out = runner.train(recipe, device=device, experiment=experiment, track=track,
+                               log_model=log_model, callbacks=[*bars, *callbacks])
+        if json:
+            emit_json(out)
+        elif not quiet:
+            summary_table(f"cnnexp train {recipe.name}", out)
+        if out["status"] == "diverged":
+            raise typer.Exit(1)
+
+    guarded(body)
+
+
+class _EpochPrinter:
+    """-v: one line per epoch on stderr."""
+
+    def __getattr__(self, name: str):  # noqa: ANN204 - the other hooks are no-ops
+        return lambda *a, **k: None
+
+    def on_epoch_end(self, state, metrics) -> None:  # noqa: ANN001
+        err.print(" ".join(f"{k}={v:.4g}" for k, v in metrics.items()), highlight=False)
+
+
+@recipes_app.command("list")
+def recipes_list(json: Json = False) -> None:
+    """List experiments and components by group (./recipes first, then built-in).
+
+    Example: `cnnexp recipes list --json`
+    """
+
+    def body() -> None:
+        from cnnexp.recipe import KINDS, available
+
+        found = {kind: available(kind) for kind in KINDS}
+        if json:
+            emit_json(found)
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table("group", "names", title="cnnexp recipes", title_justify="left")
+        for kind, names in found.items():
+            table.add_row(kind, ", ".join(names) or "-")
+        Console().print(table)
+
+    guarded(body)
+
+
+@recipes_app.command("show")
+def recipes_show(args: Args = None, json: Json = False) -> None:
+    """Print the composed, validated recipe as YAML.
+
+    Examples: `cnnexp recipes show`, `cnnexp recipes show shapes arch=lenet5 opt.lr=0.01`
+    """
+
+    def body() -> None:
+        from cnnexp.recipe import load_recipe, to_yaml
+
+        ref, overrides = split_args(args)
+        recipe = load_recipe(ref, overrides)
+        if json:
+            emit_json(recipe.model_dump(mode="json"))
+        else:
+            typer.echo(to_yaml(recipe), nl=False)
+
+    guarded(body)
+
+
+@app.command()
+def ui(port: Annotated[int, typer.Option(help="Port to serve on.")] = 5000,
+       host: Annotated[str, typer.Option(help="Interface to bind; anything but 127.0.0.1 "
+                                               "exposes your runs to the network.")]
+       = "127.0.0.1") -> None:
+    """Start the MLflow UI on the store the commands write to (MLFLOW_TRACKING_URI, else
+    ./mlflow.db). Example: `cnnexp ui --port 5001`, then open http://127.0.0.1:5001
+    """
+
+    def body() -> None:
+        from cnnexp.ui import serve
+
+        raise typer.Exit(serve(host, port))
+
+    guarded(body)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Terminal output shared by the commands: JSON contract, errors, progress, tables.
+
+With --json, stdout carries exactly one JSON object and everything human goes to stderr."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+T = TypeVar("T")
+err = Console(stderr=True)
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe values: NaN/inf become null, tuples lists, numbers stay numbers."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
+        return _clean(value.item())
+    return value
+
+
+def emit_json(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(_clean(obj), indent=None, sort_keys=False) + "\n")
+    sys.stdout.flush()
+
+
+def guarded(fn: Callable[[], T]) -> T:
+    """Run a command body; bad input -> one line + exit 2, failed check -> exit 1,
+    Ctrl-C -> exit 130. No traceback for any of them."""
+    from cnnexp.errors import BadInput, CheckFailed
+
+    try:
+        return fn()
+    except BadInput as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    except CheckFailed as exc:
+        err.print(f"[bold red]failed:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]")
+        raise typer.Exit(130) from None
+
+
+def quiet_libraries() -> None:
+    """MLflow/alembic chatter would bury the tool's own output."""
+    import logging
+    import warnings
+
+    for name in ("alembic", "mlflow", "optuna", "urllib3"):
+        logging.getLogger(name).setLevel(logging.WARNING if name != "alembic" else logging.ERROR)
+    warnings.filterwarnings("ignore", module="mlflow")
+    warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+
+
+def show_progress(json_mode: bool, quiet: bool) -> bool:
+    return not json_mode and not quiet and err.is_terminal
+
+
+@contextmanager
+def training_progress(enabled: bool, label: str = "train") -> Iterator[list[Any]]:
+    """A rich progress bar over epochs and batches, as an engine callback list (empty when
+    disabled: no TTY, --json or -q)."""
+    if not enabled:
+        yield []
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, \
+        TimeElapsedColumn
+
+    from cnnexp.engine.callbacks import Callback
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=err,
+                        transient=True)
+
+    class Bar(Callback):
+        def on_fit_start(self, state: Any) -> None:
+            self.epochs = progress.add_task(label, total=state.epochs, info="")
+            self.batches = progress.add_task("  batches", total=state.steps_per_epoch, info="")
+
+        def on_batch_end(self, state: Any, batch: int) -> None:
+            progress.update(self.batches, completed=batch + 1)
+
+        def on_epoch_end(self, state: Any, metrics: dict[str, float]) -> None:
+            info = f"val_acc={metrics['val_acc']:.4f} val_loss={metrics['val_loss']:.4f}"
+            progress.update(self.epochs, advance=1, info=info)
+            progress.reset(self.batches)
+
+    with progress:
+        yield [Bar()]
+
+
+def summary_table(title: str, rows: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title=title, show_header=False, title_justify="left")
+    for key, value in rows.items():
+        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+        table.add_row(key, shown)
+    Console().print(table)

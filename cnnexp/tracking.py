@@ -1,0 +1,170 @@
+"""The only module that imports MLflow.
+
+Runs are created with MlflowClient (no global active-run state), so nested runs from several
+threads or processes stay explicit: a child carries `mlflow.parentRunId`. A run always ends:
+FINISHED, FAILED on an exception, KILLED on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+
+from cnnexp.engine.callbacks import Callback, FitState
+
+if TYPE_CHECKING:
+    from cnnexp.data.bundle import DataBundle
+    from cnnexp.schema import Recipe
+
+# MLflow configures its own loggers at import; its INFO lines (DB migrations) are noise here.
+logging.getLogger("mlflow").setLevel(logging.WARNING)
+logging.getLogger("alembic").setLevel(logging.ERROR)
+
+PARENT_TAG = "mlflow.parentRunId"
+NOTE_TAG = "mlflow.note.content"
+
+
+def tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI if set, else MLflow's own default (a SQLite file in the cwd)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or mlflow.get_tracking_uri()
+
+
+def client() -> MlflowClient:
+    return MlflowClient(tracking_uri())
+
+
+def experiment_id(name: str, c: MlflowClient | None = None) -> str:
+    """Get or create the experiment (safe when two processes race to create it)."""
+    c = c or client()
+    exp = c.get_experiment_by_name(name)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            c.restore_experiment(exp.experiment_id)
+        return exp.experiment_id
+    try:
+        return c.create_experiment(name)
+    except mlflow.exceptions.MlflowException:
+        exp = c.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def _param_value(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 6000 else text[:5997] + "..."
+
+
+@dataclass
+class Run:
+    """A live MLflow run; thin helpers over MlflowClient."""
+
+    client: MlflowClient
+    run_id: str
+    experiment_id: str
+    end_status: str = "FINISHED"  # set to FAILED for a run that ended badly but cleanly
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        items = [Param(k, _param_value(v)) for k, v in params.items()]
+        for i in range(0, len(items), 100):  # MLflow accepts at most 100 params per batch
+            self.client.log_batch(self.run_id, params=items[i:i + 100])
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()
+                 if isinstance(v, (int, float))]
+        if items:
+            self.client.log_batch(self.run_id, metrics=items)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def describe(self, markdown: str) -> None:
+        """The run description the MLflow UI shows on the run page."""
+        self.client.set_tag(self.run_id, NOTE_TAG, markdown)
+
+    def log_text(self, text: str, path: str) -> None:
+        self.client.log_text(self.run_id, text, path)
+
+    def log_figure(self, figure: Any, path: str) -> None:
+        self.client.log_figure(self.run_id, figure, path)
+
+    def log_artifact(self, local_path: str, folder: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, local_path, folder)
+
+    def log_dataset(self, data: DataBundle, context: str = "train") -> None:
+        from mlflow.data.code_dataset_source import CodeDatasetSource
+        from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.entities import DatasetInput, InputTag
+
+        digest = _digest(data)
+        source = CodeDatasetSource(tags={"source": data.source})
+        ds = MetaDataset(source=source, name=data.name, digest=digest)
+        self.client.log_inputs(self.run_id, [DatasetInput(
+            ds._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])])
+
+
+def _digest(data: DataBundle) -> str:
+    h = hashlib.sha256(data.source.encode())
+    if data.in_memory:
+        assert data.train_x is not None and data.train_y is not None
+        h.update(data.train_y.cpu().numpy().tobytes())
+        h.update(data.train_x[:512].cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+@contextmanager
+def run(experiment: str, name: str, *, parent: Run | None = None,
+        tags: Mapping[str, Any] | None = None, description: str | None = None) -> Iterator[Run]:
+    """Create a run, yield it, and end it with the status that matches how the block ended."""
+    c = parent.client if parent else client()
+    exp_id = parent.experiment_id if parent else experiment_id(experiment, c)
+    all_tags = {k: str(v) for k, v in (tags or {}).items()}
+    if parent:
+        all_tags[PARENT_TAG] = parent.run_id
+    if description:
+        all_tags[NOTE_TAG] = description
+    created = c.create_run(exp_id, run_name=name, tags=all_tags)
+    handle = Run(c, created.info.run_id, exp_id)
+    try:
+        yield handle
+    except KeyboardInterrupt:
+        c.set_terminated(handle.run_id, "KILLED")
+        raise
+    except BaseException:
+        c.set_terminated(handle.run_id, "FAILED")
+        raise
+    c.set_terminated(handle.run_id, handle.end_status)
+
+
+def recipe_tags(recipe: Recipe) -> dict[str, str]:
+    return {f"cnnexp.{group}": name for group, name in recipe.defaults.items()} | {
+        "cnnexp.recipe": recipe.name}
+
+
+def log_recipe(r: Run, recipe: Recipe) -> None:
+    from cnnexp.recipe import to_yaml
+
+    r.log_params(recipe.flat())
+    r.log_text(to_yaml(recipe), "recipe.yaml")
+
+
+class EpochLogger(Callback):
+    """Per-epoch metrics in one batched request per epoch (never one request per step)."""
+
+    def __init__(self, r: Run) -> None:
+        self.run = r
+
+    def on_epoch_end(self, state: FitState, metrics: dict[str, float]) -> None:
+        step = int(metrics["epoch"])
+        self.run.log_metrics({k: v for k, v in metrics.items() if k != "epoch"}, step=step)

@@ -1,0 +1,49 @@
+"""Shared fixtures: a real temporary MLflow store (SQLite) and an in-process CLI runner."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh working directory with its own MLflow SQLite store."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    return tmp_path
+
+
+@dataclass
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> dict:
+        return json.loads(self.stdout)
+
+
+@pytest.fixture
+def cli(workdir: Path):
+    """Run `cnnexp ARGS...` in-process; returns exit code, stdout and stderr separately."""
+    from cnnexp.cli import app
+
+    runner = CliRunner()
+
+    def invoke(*args: str) -> CliResult:
+        result = runner.invoke(app, list(args), catch_exceptions=False)
+        return CliResult(result.exit_code, result.stdout, result.stderr)
+
+    return invoke
+
+
+@pytest.fixture
+def mlflow_client(workdir: Path):
+    from mlflow import MlflowClient
+
+    return MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
