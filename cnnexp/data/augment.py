@@ -120,9 +120,8 @@ def cutout(x: torch.Tensor, size: int, u: torch.Tensor) -> torch.Tensor:
     cy, cx = (u[:, 0] * h).long(), (u[:, 1] * w).long()
     ys = torch.arange(h, device=x.device).view(1, h, 1)
     xs = torch.arange(w, device=x.device).view(1, 1, w)
-    half = size // 2
-    inside = ((ys - cy.view(n, 1, 1)).abs() <= half - (size % 2 == 0)) & \
-             ((xs - cx.view(n, 1, 1)).abs() <= half - (size % 2 == 0))
+    y0, x0 = (cy - size // 2).view(n, 1, 1), (cx - size // 2).view(n, 1, 1)
+    inside = (ys >= y0) & (ys < y0 + size) & (xs >= x0) & (xs < x0 + size)
     return x.masked_fill(inside.unsqueeze(1), 0.0)
 
 

@@ -43,9 +43,12 @@ def zoo(cfg: ArchCfg, spec: ModelSpec) -> nn.Module:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # a corrupt or non-tensor file
             raise BadInput(f"cannot load weights from {path}: {exc}".splitlines()[0]) from None
-        missing = model.load_state_dict(state, strict=False)
-        if len(missing.missing_keys) > len(state):
+        own = model.state_dict()
+        # keep tensors whose shapes fit: a checkpoint's head may have another class count
+        usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        if len(usable) < len(own) // 2:
             raise BadInput(f"{path} does not hold weights for {cfg.zoo_model}")
+        model.load_state_dict(usable, strict=False)
     new_head = _replace_head(model, spec.num_classes, spec.dropout)
     if cfg.freeze_backbone:
         for p in model.parameters():

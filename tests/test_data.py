@@ -1,0 +1,110 @@
+"""Datasets, splits, batching and batched augmentation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cnnexp.data import build_data
+from cnnexp.data.augment import Augmenter, cutout, translate
+from cnnexp.data.bundle import stratified_split
+from cnnexp.data.loader import Batches
+from cnnexp.errors import BadInput
+from cnnexp.recipe import load_recipe
+from cnnexp.schema import AugCfg
+
+
+def test_digits_is_embedded_split_and_normalised() -> None:
+    data = build_data(load_recipe("digits"))
+    assert data.train_x.dtype == torch.uint8 and data.train_x.shape[1:] == (1, 8, 8)
+    assert data.n_train + data.n_val == 1797
+    assert abs(data.n_val - 0.2 * 1797) < 10
+    assert set(data.train_y.tolist()) == set(range(10)) == set(data.val_y.tolist())
+    x = (data.train_x.float() / 255 - data.mean.view(1, -1, 1, 1)) / data.std.view(1, -1, 1, 1)
+    assert abs(float(x.mean())) < 1e-3 and abs(float(x.std()) - 1) < 1e-2
+
+
+def test_split_is_stratified_seeded_and_disjoint() -> None:
+    y = torch.arange(1000) % 4
+    tr, va = stratified_split(y, 0.25, seed=3)
+    tr2, va2 = stratified_split(y, 0.25, seed=3)
+    assert torch.equal(tr, tr2) and torch.equal(va, va2)
+    assert not set(tr.tolist()) & set(va.tolist()) and len(tr) + len(va) == 1000
+    assert torch.bincount(y[va]).tolist() == [63, 63, 63, 63] or len(set(
+        torch.bincount(y[va]).tolist())) == 1
+
+
+def test_shapes_deterministic_and_configurable() -> None:
+    r = load_recipe("shapes", ["data.num_samples=200", "data.image_size=16",
+                               "data.num_classes=15"])
+    a, b = build_data(r), build_data(r)
+    assert torch.equal(a.train_x, b.train_x) and a.train_x.shape[1:] == (3, 16, 16)
+    assert a.num_classes == 15 and int(a.train_y.max()) == 14
+
+
+def test_shapes_too_many_classes_is_bad_input() -> None:
+    with pytest.raises(BadInput, match="at most 60 classes"):
+        build_data(load_recipe("shapes", ["data.num_classes=100", "data.num_samples=200"]))
+
+
+def test_resize_and_subset() -> None:
+    data = build_data(load_recipe("digits", ["data.resize=16", "data.subset=100"]))
+    assert data.train_x.shape == (100, 1, 16, 16)
+
+
+def test_missing_torchvision_root_is_bad_input(tmp_path) -> None:
+    with pytest.raises(BadInput, match="does not exist"):
+        build_data(load_recipe("cifar10_resnet20", [f"data.root={tmp_path / 'nope'}"]))
+    with pytest.raises(BadInput, match="cifar10 not found under"):
+        build_data(load_recipe("cifar10_resnet20", [f"data.root={tmp_path}"]))
+
+
+def _augmenter(**kw) -> Augmenter:
+    gen = torch.Generator().manual_seed(0)
+    return Augmenter(AugCfg(**kw), torch.tensor([0.5, 0.5, 0.5]), torch.tensor([0.25] * 3), 10, gen)
+
+
+@pytest.mark.parametrize("cfg", [
+    {"flip": True}, {"translate": 4}, {"scale": (0.8, 1.2)}, {"rotation": 15.0},
+    {"color_jitter": 0.4}, {"cutout": 8},
+    {"flip": True, "translate": 4, "scale": (0.8, 1.2), "color_jitter": 0.3, "cutout": 8},
+])
+def test_augmentation_keeps_shape_dtype_and_varies_per_sample(cfg: dict) -> None:
+    x = torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8).expand(64, -1, -1, -1)
+    y = torch.zeros(64, dtype=torch.long)
+    out, target = _augmenter(**cfg).train_batch(x.clone(), y)
+    assert out.shape == (64, 3, 32, 32) and out.dtype == torch.float32
+    assert torch.equal(target, y)
+    # identical inputs come out different: randomness is per sample, not per batch
+    distinct = len({hash(o.numpy().tobytes()) for o in out})
+    assert distinct == 2 if cfg == {"flip": True} else distinct > 8
+
+
+def test_translate_is_a_shift_of_the_image() -> None:
+    x = torch.arange(64.0).view(1, 1, 8, 8)
+    out = translate(x, 2, torch.tensor([[0.0, 0.99]]))  # shift rows by -2, cols by +2
+    assert torch.equal(out[0, 0, 2:, :6], x[0, 0, :6, 2:])
+
+
+def test_cutout_zeroes_a_square() -> None:
+    out = cutout(torch.ones(2, 1, 16, 16), 4, torch.tensor([[0.5, 0.5], [0.5, 0.5]]))
+    assert int((out == 0).sum()) == 2 * 16
+
+
+def test_mixup_and_cutmix_give_soft_targets_summing_to_one() -> None:
+    x = torch.randint(0, 256, (32, 3, 16, 16), dtype=torch.uint8)
+    y = torch.randint(0, 10, (32,))
+    for cfg in ({"mixup": 0.4}, {"cutmix": 1.0}):
+        out, target = _augmenter(**cfg).train_batch(x, y)
+        assert target.shape == (32, 10) and torch.allclose(target.sum(1), torch.ones(32))
+        assert out.shape == (32, 3, 16, 16)
+
+
+def test_batches_cover_the_split_once_per_epoch() -> None:
+    data = build_data(load_recipe("digits"))
+    gen = torch.Generator().manual_seed(0)
+    batches = Batches(data, "train", 100, torch.device("cpu"), True, gen, drop_last=True)
+    seen = torch.cat([y for _, y in batches])
+    assert len(seen) == batches.n_images == (data.n_train // 100) * 100
+    val = torch.cat([y for _, y in Batches(data, "val", 64, torch.device("cpu"), False)])
+    assert torch.equal(val, data.val_y)
