@@ -60,6 +60,14 @@ class FitResult:
                 "images_per_sec": round(self.images_per_sec, 1), "params": self.params}
 
 
+DIVERGED_FACTOR = 100
+
+
+def is_diverged(loss: float, num_classes: int) -> bool:
+    """Non-finite, or a mean cross-entropy 100x the chance level ln(C): logits have exploded."""
+    return not math.isfinite(loss) or loss > DIVERGED_FACTOR * math.log(max(num_classes, 2))
+
+
 def amp_dtype(recipe: Recipe, device: torch.device) -> torch.dtype | None:
     if device.type != "cuda" or recipe.train.amp == "off":
         return None
@@ -201,13 +209,14 @@ def fit(recipe: Recipe, *, data: DataBundle | None = None, device: str | torch.d
         t1 = time.perf_counter()
         train_seconds += t1 - t0
         images += int(train.pop("train_images"))
-        diverged = not math.isfinite(train["train_loss"])
+        diverged = is_diverged(train["train_loss"], data.num_classes)
         val = {"val_loss": math.nan, "val_acc": math.nan} if diverged else trainer.evaluate()
         metrics = {"epoch": epoch, **train, **val, "lr": trainer.schedule.lr,
                    "epoch_seconds": time.perf_counter() - t0}
         state.history.append(metrics)
         if diverged:
-            status, reason = "diverged", f"non-finite training loss in epoch {epoch}"
+            status, reason = "diverged", (f"training loss {train['train_loss']:.3g} in epoch "
+                                          f"{epoch} (non-finite or > {DIVERGED_FACTOR} x ln C)")
         else:
             trainer.schedule.epoch_end(val["val_loss"])
             key = (val["val_acc"], -val["val_loss"])
