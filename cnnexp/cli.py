@@ -157,6 +157,106 @@ def ui(port: Annotated[int, typer.Option(help="Port to serve on.")] = 5000,
     guarded(body)
 
 
+Checks = Annotated[str | None, typer.Option(
+    "--checks", help="Comma-separated subset of: data, init-loss, reg-loss, grad-flow, overfit, "
+                     "lr-range (default: all, run in that order).")]
+StartLr = Annotated[float, typer.Option("--start-lr", help="LR range test: first LR.")]
+EndLr = Annotated[float, typer.Option("--end-lr", help="LR range test: last LR.")]
+LrSteps = Annotated[int, typer.Option("--lr-steps", help="LR range test: steps (one per LR).")]
+Track = Annotated[bool, typer.Option(help="Track in MLflow (--no-track: don't).")]
+
+
+@app.command()
+def sanity(args: Args = None, checks: Checks = None,
+           tiny: Annotated[int, typer.Option("--tiny", help="Examples the overfit check must "
+                                                            "learn perfectly.")] = 20,
+           overfit_steps: Annotated[int, typer.Option(
+               "--overfit-steps", help="Step budget of the overfit check.")] = 300,
+           start_lr: StartLr = 1e-7, end_lr: EndLr = 10.0, lr_steps: LrSteps = 100,
+           device: Device = "auto", experiment: Experiment = None, json: Json = False,
+           track: Track = True) -> None:
+    """Check a recipe before spending compute: data, initial loss ~ ln(C), loss rises with
+    regularisation, gradient flow, overfit a tiny subset, LR range test. Each check gets a
+    verdict (pass/warn/fail); exit code 1 when one failed. Logged as an MLflow run `sanity`
+    with one nested run per check (plots as artifacts).
+
+    Examples:
+
+        cnnexp sanity                                    # every check on the digits recipe
+
+        cnnexp sanity shapes --checks init-loss,overfit --tiny 50
+
+        cnnexp sanity arch.init=normal arch.init_std=1.0 --json   # fails init-loss
+    """
+
+    def body() -> None:
+        from cnnexp.console import quiet_libraries, show_progress
+        from cnnexp.recipe import load_recipe
+        from cnnexp.sanity import render
+        from cnnexp.sanity.runner import parse_checks
+        from cnnexp.sanity.runner import sanity as run_sanity
+
+        ref, overrides = split_args(args)
+        recipe = load_recipe(ref, overrides)
+        names = parse_checks(checks)
+        quiet_libraries()
+        with render.check_progress(show_progress(json, False), len(names)) as on_check:
+            out = run_sanity(recipe, checks=names, tiny=tiny, device=device,
+                             experiment=experiment, track=track, overfit_steps=overfit_steps,
+                             lr_range={"start_lr": start_lr, "end_lr": end_lr,
+                                       "num_steps": lr_steps}, on_check=on_check)
+        if json:
+            emit_json(out)
+        else:
+            render.print_table(f"cnnexp sanity {recipe.name}", out["checks"],
+                               render.footer(out))
+        if not out["passed"]:
+            raise typer.Exit(1)
+
+    guarded(body)
+
+
+@app.command("lr-find")
+def lr_find(args: Args = None, start_lr: StartLr = 1e-7, end_lr: EndLr = 10.0,
+            steps: Annotated[int, typer.Option("--steps", help="Steps (one per LR).")] = 100,
+            device: Device = "auto", experiment: Experiment = None, json: Json = False,
+            track: Track = True) -> None:
+    """Smith's LR range test on a recipe: sweep the LR exponentially, suggest one (three
+    rules, recommended where they agree) and print it as an override to copy. Weights,
+    optimiser and RNG state are restored afterwards. Exit code 1 when no LR made the loss fall.
+
+    Examples:
+
+        cnnexp lr-find                                   # digits
+
+        cnnexp lr-find shapes opt=adam --start-lr 1e-6 --end-lr 1 --steps 200 --json
+    """
+
+    def body() -> None:
+        from cnnexp.console import quiet_libraries
+        from cnnexp.recipe import load_recipe
+        from cnnexp.sanity import render
+        from cnnexp.sanity.runner import find_lr
+
+        ref, overrides = split_args(args)
+        recipe = load_recipe(ref, overrides)
+        quiet_libraries()
+        if not json:
+            err.print(f"LR range test on {recipe.name}: {start_lr:g} -> {end_lr:g}, "
+                      f"{steps} steps", highlight=False)
+        out = find_lr(recipe, device=device, experiment=experiment, track=track,
+                      lr_range={"start_lr": start_lr, "end_lr": end_lr, "num_steps": steps})
+        if json:
+            emit_json(out)
+        else:
+            render.print_table(f"cnnexp lr-find {recipe.name}", [out["check"]],
+                               render.footer(out))
+        if out["status"] == "fail":
+            raise typer.Exit(1)
+
+    guarded(body)
+
+
 def main() -> None:
     app()
 

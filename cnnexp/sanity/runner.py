@@ -1,0 +1,144 @@
+"""`cnnexp sanity` as a function: validate the input, run the chosen checks in order, and
+log a parent MLflow run `sanity` with one nested run per check."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from cnnexp.data import DataBundle, build_data
+from cnnexp.device import resolve_device
+from cnnexp.errors import BadInput, unknown
+from cnnexp.sanity.base import FAIL, CheckResult, SanityContext
+from cnnexp.sanity.data_check import data_check
+from cnnexp.sanity.grad_flow import grad_flow
+from cnnexp.sanity.loss_checks import init_loss, reg_loss
+from cnnexp.sanity.lr_check import lr_range
+from cnnexp.sanity.overfit import overfit, tiny_subset
+from cnnexp.sanity.render import markdown
+from cnnexp.schema import Recipe
+
+CHECKS: dict[str, Callable[[SanityContext], CheckResult]] = {
+    "data": data_check, "init-loss": init_loss, "reg-loss": reg_loss, "grad-flow": grad_flow,
+    "overfit": overfit, "lr-range": lr_range}
+
+
+def parse_checks(text: str | None) -> list[str]:
+    """'a,b' -> the named checks in canonical order; None/'' or 'all' -> every check."""
+    if not text or text.strip() == "all":
+        return list(CHECKS)
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    for name in names:
+        if name not in CHECKS:
+            raise unknown("check", name, CHECKS)
+    return [c for c in CHECKS if c in names]
+
+
+def run_check(name: str, ctx: SanityContext) -> CheckResult:
+    """One check, timed. A crash inside a check (shape mismatch, out of memory, ...) becomes a
+    failed verdict with its reason, so one broken piece does not hide the other verdicts."""
+    start = time.perf_counter()
+    try:
+        result = CHECKS[name](ctx)
+    except (BadInput, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        result = CheckResult(name, FAIL, "error", "the check to run", reason,
+                             {"error": reason})
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def sanity(recipe: Recipe, *, checks: str | list[str] | None = None, tiny: int = 20,
+           device: str = "auto", experiment: str | None = None, track: bool = True,
+           overfit_steps: int = 300, lr_range: dict[str, float] | None = None,
+           model_factory: Callable[[], nn.Module] | None = None,
+           data: DataBundle | None = None,
+           on_check: Callable[[str], None] = lambda name: None) -> dict[str, Any]:
+    """Run the checks; returns what --json prints. Bad input is rejected before any MLflow
+    run exists."""
+    start = time.perf_counter()
+    names = checks if isinstance(checks, list) else parse_checks(checks)
+    if overfit_steps < 1:
+        raise BadInput(f"--overfit-steps must be at least 1 (got {overfit_steps})")
+    dev = resolve_device(device)
+    data = (data or build_data(recipe)).to(dev)
+    if "overfit" in names:
+        tiny_subset(data, tiny)  # raises BadInput for a dataset smaller than --tiny
+    ctx = SanityContext(recipe, data, dev, model_factory, tiny, overfit_steps,
+                        dict(lr_range or {}))
+    if not track:
+        results = [_run(name, ctx, on_check) for name in names]
+        return _summary(recipe, results, None, None, dev, start)
+    from cnnexp import tracking
+    from cnnexp.sanity.log import log_check
+
+    with tracking.run(experiment or recipe.name, "sanity",
+                      tags={**tracking.recipe_tags(recipe), "cnnexp.kind": "sanity",
+                            "cnnexp.device": str(dev)}) as parent:
+        tracking.log_recipe(parent, recipe)
+        parent.log_dataset(data)
+        results = []
+        for name in names:
+            with tracking.run("", name, parent=parent,
+                              tags={"cnnexp.kind": "sanity-check", "cnnexp.check": name}) as child:
+                result = _run(name, ctx, on_check)
+                log_check(child, result)
+            results.append(result)
+        out = _summary(recipe, results, parent.run_id, parent.experiment_id, dev, start)
+        failed = not out["passed"]
+        parent.log_metrics({"passed": float(not failed), "seconds": out["seconds"],
+                            "failed_checks": sum(r.status == FAIL for r in results)})
+        parent.set_tags({"cnnexp.status": "failed" if failed else "passed"})
+        parent.describe(markdown(f"sanity {recipe.name}", out["checks"]))
+        if failed:
+            parent.end_status = "FAILED"
+        return out
+
+
+def _run(name: str, ctx: SanityContext, on_check: Callable[[str], None]) -> CheckResult:
+    on_check(name)
+    return run_check(name, ctx)
+
+
+def _summary(recipe: Recipe, results: list[CheckResult], run_id: str | None,
+             experiment_id: str | None, dev: Any, start: float) -> dict[str, Any]:
+    return {"recipe": recipe.name, "passed": not any(r.status == FAIL for r in results),
+            "checks": [r.as_dict() for r in results], "run_id": run_id,
+            "experiment_id": experiment_id, "device": str(dev),
+            "seconds": round(time.perf_counter() - start, 3)}
+
+
+def find_lr(recipe: Recipe, *, device: str = "auto", experiment: str | None = None,
+            track: bool = True, lr_range: dict[str, float] | None = None,
+            model_factory: Callable[[], nn.Module] | None = None) -> dict[str, Any]:
+    """`cnnexp lr-find`: the lr-range check alone, logged as one MLflow run `lr-find`."""
+    start = time.perf_counter()
+    dev = resolve_device(device)
+    data = build_data(recipe).to(dev)
+    ctx = SanityContext(recipe, data, dev, model_factory, lr_range=dict(lr_range or {}))
+    run_id = experiment_id = None
+    if track:
+        from cnnexp import tracking
+        from cnnexp.sanity.log import log_check
+
+        with tracking.run(experiment or recipe.name, "lr-find",
+                          tags={**tracking.recipe_tags(recipe), "cnnexp.kind": "lr-find",
+                                "cnnexp.device": str(dev)}) as r:
+            tracking.log_recipe(r, recipe)
+            result = run_check("lr-range", ctx)
+            log_check(r, result)
+            run_id, experiment_id = r.run_id, r.experiment_id
+    else:
+        result = run_check("lr-range", ctx)
+    check = result.as_dict()
+    keys = ("suggested_lr", "suggestions", "agree", "spread_decades", "override", "recipe_lr",
+            "steps", "stop_reason")
+    return {"recipe": recipe.name, "status": result.status,
+            **{k: check.get(k) for k in keys}, "check": check, "run_id": run_id,
+            "experiment_id": experiment_id, "device": str(dev),
+            "seconds": round(time.perf_counter() - start, 3)}
