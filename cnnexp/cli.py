@@ -157,6 +157,56 @@ def ui(port: Annotated[int, typer.Option(help="Port to serve on.")] = 5000,
     guarded(body)
 
 
+@app.command()
+def ablate(args: Args = None,
+           spec: Annotated[str | None, typer.Option(
+               "--spec", help="Ablation spec: a name in recipes/ablations/ or a YAML path "
+                              "(default: digits_components).")] = None,
+           mode: Annotated[str | None, typer.Option(
+               help="leave-one-out | add-one-in | cumulative (default: the spec's).")] = None,
+           seeds: Annotated[int | None, typer.Option(help="Seeds per arm (default: the spec's).")]
+           = None,
+           retune_lr: Annotated[bool, typer.Option(
+               "--retune-lr", help="Give each arm a short LR search of its own first.")] = False,
+           resume: Annotated[bool, typer.Option(
+               "--resume", help="Reuse finished arm × seed runs found in MLflow.")] = False,
+           out: Annotated[str | None, typer.Option(
+               help="Folder for table.md/.csv/.html and chart.png "
+                    "(default: ./ablations/SPEC-TIME/).")] = None,
+           dry_run: Annotated[bool, typer.Option(
+               "--dry-run", help="Compose and print every arm's overrides; train nothing.")]
+           = False,
+           device: Device = "auto",
+           experiment: Annotated[str | None, typer.Option(
+               "--experiment", help="MLflow experiment (default: ablation-SPEC).")] = None,
+           json: Json = False, quiet: Quiet = False) -> None:
+    """Ablation table over seeds: change one thing at a time, mean ± std, Δ, Welch p, verdict.
+
+    RECIPE replaces the spec's baseline; OVERRIDES apply to every arm.
+
+    Examples:
+
+        cnnexp ablate                       # the digits_components spec
+
+        cnnexp ablate train.epochs=2 --seeds 2 --json
+
+        cnnexp ablate --spec cifar100_course data.root=~/data --retune-lr --resume
+    """
+
+    def body() -> None:
+        from pathlib import Path
+
+        from cnnexp.ablate_cli import ablate_command
+
+        ref, overrides = split_args(args)
+        ablate_command(spec_ref=spec, recipe_ref=ref, overrides=overrides, mode=mode,
+                       seeds=seeds, retune_lr=retune_lr, resume=resume, device=device,
+                       experiment=experiment, out=Path(out) if out else None,
+                       dry_run=dry_run, json=json, quiet=quiet)
+
+    guarded(body)
+
+
 Checks = Annotated[str | None, typer.Option(
     "--checks", help="Comma-separated subset of: data, init-loss, reg-loss, grad-flow, overfit, "
                      "lr-range (default: all, run in that order).")]
@@ -253,6 +303,99 @@ def lr_find(args: Args = None, start_lr: StartLr = 1e-7, end_lr: EndLr = 10.0,
                                render.footer(out))
         if out["status"] == "fail":
             raise typer.Exit(1)
+
+    guarded(body)
+
+
+@app.command()
+def bench(args: Args = None, device: Device = "auto", json: Json = False,
+          steps: Annotated[int, typer.Option(min=1, help="Timed steps per pass.")] = 50) -> None:
+    """Images/sec for a recipe on a device, with where the time goes: data (batching +
+    augmentation), forward+backward, optimiser, logging.
+
+    Examples:
+
+        cnnexp bench                                 # the default recipe on the best device
+
+        cnnexp bench shapes arch=resnet18 train.batch_size=512 --device cuda --json
+    """
+
+    def body() -> None:
+        from cnnexp.console import quiet_libraries
+        from cnnexp.recipe import load_recipe
+
+        ref, overrides = split_args(args)
+        recipe = load_recipe(ref, overrides)
+        quiet_libraries()
+        from cnnexp.bench import bench as run_bench
+
+        out = run_bench(recipe, device=device, steps=steps)
+        if json:
+            emit_json(out)
+            return
+        from cnnexp.console import summary_table
+
+        rows = {"device": out["device"], "images/sec": out["images_per_sec"],
+                "amp": out["amp"], "channels_last": out["channels_last"]}
+        rows |= {f"{k} ms/step ({out['share'][k]:.0%})": v
+                 for k, v in out["ms_per_step"].items()}
+        summary_table(f"cnnexp bench {recipe.name} (batch {out['batch_size']})", rows)
+
+    guarded(body)
+
+
+@app.command()
+def search(args: Args = None,
+           stages: Annotated[str | None, typer.Option(
+               help="Stages to run, in order, from the recipe's search.stages "
+                    "(default: all, e.g. coarse,fine).")] = None,
+           trials: Annotated[str | None, typer.Option(
+               help="Trials per stage: N for every stage, or coarse=8,fine=4.")] = None,
+           study: Annotated[str | None, typer.Option(
+               help="Study name (default: RECIPE-HASH, a hash of the recipe and space, so "
+                    "re-running the same command resumes).")] = None,
+           storage: Annotated[str | None, typer.Option(
+               help="Optuna storage: a journal file (default ./cnnexp-optuna.journal, safe for "
+                    "several processes) or a URL such as postgresql://user@host/db.")] = None,
+           workers: Annotated[int, typer.Option(help="Worker processes on this host.")] = 1,
+           devices: Annotated[str | None, typer.Option(
+               help="Devices given to workers round-robin, e.g. cuda:0,cuda:1 (default: auto).")]
+           = None,
+           resume: Annotated[bool, typer.Option(
+               help="Continue an existing study (error if there is none).")] = False,
+           heartbeat: Annotated[int, typer.Option(
+               help="Seconds between trial heartbeats (database storages): a trial whose worker "
+                    "died is retried after 3 missed beats.")] = 30,
+           out: Annotated[str | None, typer.Option(
+               help="Folder for trials.csv, best.yaml and plots (default: "
+                    "outputs/search/STUDY).")] = None,
+           json: Json = False, quiet: Quiet = False) -> None:
+    """Coarse -> fine random search in log space (Optuna), tracked in MLflow.
+
+    The recipe's `search` section holds the space and the stages; each stage after the first
+    narrows the ranges around the previous stage's best trials, and a best value at the edge of
+    its range is flagged and the next range extended past it.
+
+    Examples:
+
+        cnnexp search                                  # digits: coarse then fine
+
+        cnnexp search --trials coarse=8,fine=4 --workers 2 --json
+
+        cnnexp search shapes --devices cuda:0,cuda:1 --workers 2 --storage postgresql://h/db
+
+        cnnexp search --resume                         # continue after Ctrl-C
+    """
+
+    def body() -> None:
+        from cnnexp.search.command import search_command
+        from cnnexp.search.driver import SearchOptions
+
+        ref, overrides = split_args(args)
+        opts = SearchOptions(stages=stages, trials=trials, study=study, storage=storage,
+                             workers=workers, devices=devices, resume=resume,
+                             heartbeat=heartbeat, out=out)
+        search_command(ref, overrides, opts, json=json, quiet=quiet)
 
     guarded(body)
 

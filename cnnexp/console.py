@@ -76,8 +76,7 @@ def training_progress(enabled: bool, label: str = "train") -> Iterator[list[Any]
     if not enabled:
         yield []
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, \
-        TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from cnnexp.engine.callbacks import Callback
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from cnnexp.data import build_data
+from cnnexp.data import DataBundle, build_data
 from cnnexp.device import resolve_device
 from cnnexp.engine import Callback, FitResult, fit
 from cnnexp.schema import Recipe
@@ -33,11 +33,11 @@ def describe_result(recipe: Recipe, result: FitResult) -> str:
 
 def train(recipe: Recipe, *, device: str = "auto", experiment: str | None = None,
           track: bool = True, log_model: bool = False,
-          callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
+          callbacks: Sequence[Callback] = (), data: DataBundle | None = None) -> dict[str, Any]:
     """Train one recipe; returns the summary the CLI prints (run ids when tracked).
 
     Data and device are resolved before any MLflow run exists, so bad input leaves no run."""
-    data = build_data(recipe)
+    data = data or build_data(recipe)
     dev = resolve_device(device)
     if not track:
         result = fit(recipe, data=data, device=dev, callbacks=callbacks)

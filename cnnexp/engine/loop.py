@@ -112,7 +112,7 @@ class Trainer:
             self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(recipe.reg.ema),
                                      use_buffers=True)
 
-    def _autocast(self):  # noqa: ANN202
+    def _autocast(self):
         return torch.autocast("cuda", dtype=self.amp) if self.amp else nullcontext()
 
     def _prep(self, x: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from cnnexp.models import convblock, mobilenet, resnet, small, vgg, zoo  # noqa: F401 (register)
+from cnnexp.models import convblock, fast, mobilenet, resnet, small, vgg, zoo  # noqa: F401
 from cnnexp.models.layers import init_weights
 from cnnexp.models.registry import MODELS, ModelSpec
 from cnnexp.schema import Recipe

@@ -1,0 +1,73 @@
+"""1. Harness overhead: cnnexp's engine with MLflow tracking on vs a minimal hand-written loop.
+
+Same model (same seed), same device-resident tensors, same batch size and batched
+augmentation, same per-epoch evaluation; figure = training images / wall seconds."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.nn.functional as F
+
+from benchmarks.common import interleaved, median, temp_store
+from cnnexp import runner
+from cnnexp.data import build_data
+from cnnexp.data.augment import Augmenter
+from cnnexp.engine.optim import build_optimizer
+from cnnexp.models import ModelSpec, build_model
+from cnnexp.recipe import load_recipe
+
+OVERRIDES = ["data.num_samples=2500", "arch=small_cnn", "aug=flip_translate",
+             "aug.translate=4", "opt=sgd", "train.epochs=3", "train.batch_size=128"]
+
+
+def hand_loop(recipe, data, device: torch.device) -> float:
+    torch.manual_seed(recipe.train.seed)
+    model = build_model(recipe, ModelSpec(data.channels, data.num_classes, data.image_size))
+    model = model.to(device)
+    opt = build_optimizer(recipe.opt, model)
+    gen = torch.Generator(device).manual_seed(recipe.train.seed)
+    aug = Augmenter(recipe.aug, data.mean, data.std, data.num_classes, gen).to(device)
+    x_all, y_all = data.train_x.to(device), data.train_y.to(device)
+    vx, vy = data.val_x.to(device), data.val_y.to(device)
+    bs, n = recipe.train.batch_size, len(y_all)
+    t0 = time.perf_counter()
+    images = 0
+    for _ in range(recipe.train.epochs):
+        model.train()
+        order = torch.randperm(n, generator=gen, device=device)
+        for i in range(0, n - n % bs, bs):
+            idx = order[i:i + bs]
+            x, y = aug.train_batch(x_all[idx], y_all[idx])
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            images += len(idx)
+        model.eval()
+        with torch.no_grad():
+            logits = torch.cat([model(aug.normalize(vx[j:j + 1024])) for j in range(0, len(vy), 1024)])
+            float(F.cross_entropy(logits, vy))
+    return images / (time.perf_counter() - t0)
+
+
+def run(device: str = "cpu", repeats: int = 3) -> dict:
+    dev = torch.device(device)
+    recipe = load_recipe("shapes", OVERRIDES)
+    data = build_data(recipe)
+    images = (data.n_train // recipe.train.batch_size) * recipe.train.batch_size * recipe.train.epochs
+    with temp_store():
+        runner.train(recipe, device=device, data=data, track=True)  # create the store once
+
+        def engine() -> float:
+            t0 = time.perf_counter()
+            runner.train(recipe, device=device, data=data, track=True)
+            return images / (time.perf_counter() - t0)
+
+        res = interleaved({"engine": engine, "hand_loop": lambda: hand_loop(recipe, data, dev)},
+                          repeats)
+    e, h = median(res["engine"]), median(res["hand_loop"])
+    return {"name": "harness_overhead", "device": device, "engine_images_per_sec": round(e, 1),
+            "hand_loop_images_per_sec": round(h, 1), "ratio": round(e / h, 3),
+            "target": ">= 0.95", "met": e / h >= 0.95, "runs": res}
