@@ -1,0 +1,266 @@
+"""`cnnexp ablate`: every arm × seed is a full `engine.fit` with the same budget, tracked as
+ablation → arm → seed nested MLflow runs; the table (ablate_stats / ablate_table) becomes the
+parent run's description and artifacts, and is written to a local folder."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cnnexp import tracking
+from cnnexp.ablate_plan import Arm, recipe_hash
+from cnnexp.ablate_progress import AblationProgress
+from cnnexp.ablate_retune import RetuneResult, metric_value, retune_epochs, retune_lr
+from cnnexp.ablate_spec import METRICS, AblationSpec
+from cnnexp.ablate_stats import Row, SeedResult, summarize
+from cnnexp.ablate_table import TableInfo, bar_chart, html_page, markdown, records, write_csv
+from cnnexp.data import DataBundle, build_data
+from cnnexp.device import resolve_device
+from cnnexp.engine import fit
+from cnnexp.schema import Recipe
+
+SEED_KIND, ARM_KIND = "ablation-seed", "ablation-arm"
+
+
+@dataclass
+class Outcome:
+    summary: dict[str, Any]  # the --json object
+    rows: list[Row]
+    info: TableInfo
+    seeds: dict[str, list[SeedResult]]
+
+
+def finite(value: Any) -> Any:
+    """NaN/inf -> None, recursively (JSON has no NaN)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
+@dataclass
+class Options:
+    device: str = "auto"
+    experiment: str | None = None
+    out: Path | None = None
+    retune: bool = False
+    resume: bool = False
+    progress: bool = False
+    say: Callable[[str], None] = lambda _msg: None
+
+
+def default_out(name: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path, i = Path("ablations") / f"{name}-{stamp}", 1
+    while path.exists():
+        i += 1
+        path = Path("ablations") / f"{name}-{stamp}-{i}"
+    return path
+
+
+class _Data:
+    """Datasets built once per distinct data section (arms rarely change it)."""
+
+    def __init__(self) -> None:
+        self.cache: dict[str, DataBundle] = {}
+
+    def get(self, recipe: Recipe) -> DataBundle:
+        key = json.dumps(recipe.data.model_dump(mode="json"), sort_keys=True)
+        if key not in self.cache:
+            self.cache[key] = build_data(recipe)
+        return self.cache[key]
+
+
+def _finished_runs(exp_id: str, name: str, kind: str, needs: str) -> list[Any]:
+    """Earlier runs of this ablation that got as far as setting tag `needs` (set last)."""
+    c = tracking.client()
+    query = f"tags.`cnnexp.kind` = '{kind}'"
+    runs, token = [], None
+    while True:
+        page = c.search_runs([exp_id], query, max_results=1000, page_token=token)
+        runs += [r for r in page if r.data.tags.get("cnnexp.ablation") == name
+                 and needs in r.data.tags]
+        token = page.token
+        if not token:
+            return runs
+
+
+def _reused(run: Any, metric: str) -> SeedResult:
+    m = run.data.metrics
+    return SeedResult(value=m.get("ablation_metric", math.nan),
+                      train_acc=m.get("final_train_acc", math.nan),
+                      val_acc=m.get("final_val_acc", math.nan),
+                      status=run.data.tags["cnnexp.status"], params=int(m.get("params", 0)),
+                      seconds=m.get("seconds", 0.0), run_id=run.info.run_id, reused=True)
+
+
+def _train_seed(parent: tracking.Run, arm: Arm, recipe: Recipe, seed_index: int, name: str,
+                metric: str, data: _Data, dev: Any, prog: AblationProgress) -> SeedResult:
+    tags = {**tracking.recipe_tags(recipe), "cnnexp.kind": SEED_KIND, "cnnexp.ablation": name,
+            "cnnexp.arm": arm.label, "cnnexp.seed": recipe.train.seed,
+            "cnnexp.recipe_hash": recipe_hash(recipe)}
+    with tracking.run("", f"{arm.label} seed={recipe.train.seed}", parent=parent,
+                      tags=tags) as r:
+        tracking.log_recipe(r, recipe)
+        bundle = data.get(recipe)
+        result = fit(recipe, data=bundle, device=dev,
+                     callbacks=[tracking.EpochLogger(r), *prog.callbacks(
+                         f"{arm.label} · seed {seed_index + 1}")])
+        last = result.final
+        out = SeedResult(value=metric_value(result, metric),
+                         train_acc=last.get("train_acc", math.nan),
+                         val_acc=last.get("val_acc", math.nan), status=result.status,
+                         params=result.params, seconds=result.seconds, run_id=r.run_id)
+        r.log_metrics({"ablation_metric": out.value, "final_train_acc": out.train_acc,
+                       "final_val_acc": out.val_acc, "final_val_loss": last.get("val_loss", math.nan),
+                       "best_val_acc": result.best_val_acc, "seconds": result.seconds,
+                       "params": result.params})
+        if result.status == "diverged":
+            r.end_status = "FAILED"
+        r.set_tags({"cnnexp.reason": result.reason, "cnnexp.status": result.status})
+        return out
+
+
+def _retune(arm: Arm, arm_run: tracking.Run, spec: AblationSpec, data: _Data, dev: Any,
+            prog: AblationProgress, earlier: list[Any]) -> float:
+    key = recipe_hash(arm.recipe)
+    for run in earlier:  # --resume: an arm whose search already finished keeps its LR
+        if run.data.tags.get("cnnexp.arm_hash") == key and "cnnexp.tuned_lr" in run.data.tags:
+            lr = float(run.data.tags["cnnexp.tuned_lr"])
+            arm_run.set_tags({"cnnexp.tuned_lr": lr, "cnnexp.tuned_from": run.info.run_id})
+            return lr
+    first = arm.seed_recipe(0)
+    res: RetuneResult = retune_lr(first, spec.retune, spec.metric, data=data.get(first),
+                                  device=dev, callbacks=prog.callbacks(f"{arm.label} · LR search"),
+                                  seed=first.train.seed)
+    arm_run.log_text(res.csv(), "retune.csv")
+    arm_run.log_params({"retune.low": res.low, "retune.high": res.high,
+                        "retune.epochs": res.epochs, "retune.trials": len(res.trials)})
+    arm_run.set_tags({"cnnexp.tuned_lr": res.lr})
+    return res.lr
+
+
+def _run_arm(parent: tracking.Run, arm: Arm, spec: AblationSpec, name: str, opts: Options,
+             data: _Data, dev: Any, prog: AblationProgress,
+             earlier: dict[str, list[Any]]) -> tuple[list[SeedResult], float | None]:
+    tags = {**tracking.recipe_tags(arm.recipe), "cnnexp.kind": ARM_KIND, "cnnexp.ablation": name,
+            "cnnexp.arm": arm.label, "cnnexp.arm_hash": recipe_hash(arm.recipe)}
+    done = {r.data.tags.get("cnnexp.recipe_hash"): r for r in earlier.get(SEED_KIND, [])
+            if r.data.tags.get("cnnexp.arm") == arm.label}
+    with tracking.run("", arm.label, parent=parent, tags=tags) as arm_run:
+        arm_run.log_params({"change": " ".join(arm.change) or "-",
+                            "overrides": " ".join(arm.overrides) or "-"})
+        tracking.log_recipe(arm_run, arm.recipe)
+        lr = _retune(arm, arm_run, spec, data, dev, prog, earlier.get(ARM_KIND, [])) \
+            if opts.retune else None
+        results: list[SeedResult] = []
+        for i in range(spec.seeds):
+            recipe = arm.seed_recipe(i, lr)
+            found = done.get(recipe_hash(recipe)) if opts.resume else None
+            if found is not None:
+                results.append(_reused(found, spec.metric))
+                prog.skip(recipe.train.epochs)
+            else:
+                results.append(_train_seed(arm_run, arm, recipe, i, name, spec.metric, data,
+                                           dev, prog))
+            opts.say(_seed_line(arm.label, recipe.train.seed, spec.metric, results[-1]))
+        finished = [r.value for r in results if math.isfinite(r.value)]
+        arm_run.log_metrics({"mean": sum(finished) / len(finished) if finished else math.nan,
+                             "n": len(finished), "diverged": len(results) - len(finished)})
+        arm_run.set_tags({"cnnexp.reused_runs": " ".join(r.run_id for r in results if r.reused)})
+        return results, lr
+
+
+def _seed_line(label: str, seed: int, metric: str, r: SeedResult) -> str:
+    what = "diverged" if r.diverged else f"{metric}={r.value:.4f}"
+    how = "reused" if r.reused else f"{r.seconds:.1f}s"
+    return f"{label} · seed {seed}: {what} ({how})"
+
+
+def table_info(name: str, spec: AblationSpec, arms: Sequence[Arm], retuned: bool,
+               epochs: int) -> TableInfo:
+    notes = [f"Mode {spec.mode}; {spec.seeds} seed(s) per arm, {epochs} epoch(s) each; "
+             f"baseline recipe `{arms[0].recipe.name}`; metric `{spec.metric}` (final epoch"
+             f"{'' if spec.metric != 'best_val_acc' else ', best epoch'}).",
+             f"Verdict: Welch t-test over seeds, p < {spec.alpha:g} → helps/hurts by the sign "
+             "of Δ; otherwise within noise; n/a below 2 seeds.",
+             "train–val gap = final train accuracy (augmented, dropout on) − val accuracy."]
+    if spec.mode == "cumulative":
+        notes.append("Cumulative: each row adds its change on top of the previous row; Δ and "
+                     "the verdict compare with the previous row.")
+    if retuned:
+        notes.append(f"LR retuned per arm: {spec.retune.trials} trials, log-uniform in "
+                     f"[lr/{spec.retune.factor:g}, lr×{spec.retune.factor:g}], short runs; "
+                     "seeds then run at the arm's best LR.")
+    changes = {a.label: " ".join(a.change) for a in arms}
+    title = f"Ablation {name} ({spec.mode}, {spec.metric})"
+    return TableInfo(title, spec.metric, METRICS[spec.metric], spec.mode, changes, notes, retuned)
+
+
+def write_outputs(out: Path, rows: Sequence[Row], info: TableInfo,
+                  seeds: dict[str, list[SeedResult]]) -> dict[str, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"md": out / "table.md", "csv": out / "table.csv", "html": out / "table.html",
+             "chart": out / "chart.png", "seeds": out / "seeds.csv"}
+    paths["md"].write_text(markdown(rows, info), encoding="utf-8")
+    paths["html"].write_text(html_page(rows, info), encoding="utf-8")
+    write_csv(rows, info, paths["csv"])
+    lines = ["arm,seed_index,value,train_acc,val_acc,status,seconds,run_id,reused"]
+    for arm, results in seeds.items():
+        for i, r in enumerate(results):
+            lines.append(f"\"{arm}\",{i},{r.value:.6g},{r.train_acc:.6g},{r.val_acc:.6g},"
+                         f"{r.status},{r.seconds:.3f},{r.run_id},{r.reused}")
+    paths["seeds"].write_text("\n".join(lines) + "\n", encoding="utf-8")
+    bar_chart(rows, info).savefig(paths["chart"], dpi=120)
+    return paths
+
+
+def run_ablation(name: str, spec: AblationSpec, arms: Sequence[Arm], opts: Options) -> Outcome:
+    dev = resolve_device(opts.device)
+    data = _Data()
+    data.get(arms[0].recipe)  # bad data paths fail here, before any run exists
+    experiment = opts.experiment or f"ablation-{name}"
+    epochs = arms[0].recipe.train.epochs
+    per_arm = (retune_epochs(arms[0].recipe, spec.retune) * spec.retune.trials
+               if opts.retune else 0) + spec.seeds * epochs
+    tags = {"cnnexp.kind": "ablation", "cnnexp.ablation": name, "cnnexp.mode": spec.mode,
+            "cnnexp.recipe": arms[0].recipe.name}
+    with tracking.run(experiment, f"ablation {name}", tags=tags) as parent, \
+            AblationProgress(opts.progress, total_epochs=per_arm * len(arms)) as prog:
+        parent.log_params({"mode": spec.mode, "seeds": spec.seeds, "metric": spec.metric,
+                           "baseline": arms[0].recipe.name, "epochs": epochs,
+                           "retune_lr": opts.retune, "arms": " | ".join(a.label for a in arms)})
+        earlier = {k: _finished_runs(parent.experiment_id, name, k, needs) for k, needs in
+                   ((SEED_KIND, "cnnexp.status"), (ARM_KIND, "cnnexp.tuned_lr"))} \
+            if opts.resume else {}
+        seeds: dict[str, list[SeedResult]] = {}
+        lrs: list[float | None] = []
+        for arm in arms:
+            seeds[arm.label], lr = _run_arm(parent, arm, spec, name, opts, data, dev, prog,
+                                            earlier)
+            lrs.append(lr)
+        rows = summarize(list(seeds.items()), higher_is_better=METRICS[spec.metric],
+                         alpha=spec.alpha, cumulative=spec.mode == "cumulative",
+                         lrs=lrs if opts.retune else None)
+        info = table_info(name, spec, arms, opts.retune, epochs)
+        out = opts.out or default_out(name)
+        paths = write_outputs(out, rows, info, seeds)
+        summary = {"name": name, "baseline": rows[0].arm, "recipe": arms[0].recipe.name,
+                   "mode": spec.mode, "metric": spec.metric, "seeds": spec.seeds,
+                   "retuned_lr": opts.retune, "rows": records(rows, info),
+                   "table_path": str(paths["md"]), "out_dir": str(out),
+                   "experiment_id": parent.experiment_id, "parent_run_id": parent.run_id}
+        paths["json"] = out / "summary.json"
+        paths["json"].write_text(json.dumps(finite(summary), indent=1), encoding="utf-8")
+        for path in paths.values():
+            parent.log_artifact(str(path), "ablation")
+        parent.describe(markdown(rows, info))
+        return Outcome(summary, rows, info, seeds)
