@@ -66,7 +66,8 @@ def init_loss(ctx: SanityContext, tolerance: float = 0.10) -> CheckResult:
         fields["loss_with_smoothing"] = float(F.cross_entropy(logits, y,
                                                               label_smoothing=smoothing))
     expect = f"ln({classes}) = {expected:.4f} ± {tolerance:.0%}"
-    measured = f"{fmt(loss)} ({rel:+.1%})" if finite(loss) else "non-finite"
+    measured = "non-finite" if not finite(loss) else f"{fmt(loss)} ({rel:+.1%})" \
+        if abs(rel) < 10 else f"{fmt(loss)} ({loss / expected:.3g}x ln C)"
     status, hint = PASS, ""
     if not finite(loss):
         status = FAIL

@@ -63,7 +63,8 @@ def overfit(ctx: SanityContext) -> CheckResult:
                            plot_data={"losses": losses, "accs": accs})
     if diverged:
         measured = f"loss {fmt(final)} at step {steps}: diverged"
-        hint = f"the loss diverged: opt.lr={lr:g} is too high for this model (try {lr / 10:g})"
+        hint = (f"the loss diverged: opt.lr={lr:g} is too high for this model (the lr-range "
+                "check, or `cnnexp lr-find`, suggests one)")
     else:
         measured = f"best accuracy {max(accs):.0%} after {budget} steps, loss {fmt(final)}"
         falling = math.isfinite(final) and final < 0.5 * losses[0]
