@@ -34,8 +34,10 @@ class Arm:
 
 
 def recipe_hash(recipe: Recipe) -> str:
-    """Stable digest of everything a run depends on (matches runs on --resume)."""
-    blob = json.dumps(recipe.model_dump(mode="json"), sort_keys=True, default=str)
+    """Stable digest of everything a run depends on (matches runs on --resume); the search
+    space and the description do not change a training run, so they are left out."""
+    data = recipe.model_dump(mode="json", exclude={"search", "description"})
+    blob = json.dumps(data, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
