@@ -283,7 +283,7 @@ def lr_find(args: Args = None, start_lr: StartLr = 1e-7, end_lr: EndLr = 10.0,
     """
 
     def body() -> None:
-        from cnnexp.console import quiet_libraries
+        from cnnexp.console import quiet_libraries, show_progress
         from cnnexp.recipe import load_recipe
         from cnnexp.sanity import render
         from cnnexp.sanity.runner import find_lr
@@ -291,11 +291,10 @@ def lr_find(args: Args = None, start_lr: StartLr = 1e-7, end_lr: EndLr = 10.0,
         ref, overrides = split_args(args)
         recipe = load_recipe(ref, overrides)
         quiet_libraries()
-        if not json:
-            err.print(f"LR range test on {recipe.name}: {start_lr:g} -> {end_lr:g}, "
-                      f"{steps} steps", highlight=False)
-        out = find_lr(recipe, device=device, experiment=experiment, track=track,
-                      lr_range={"start_lr": start_lr, "end_lr": end_lr, "num_steps": steps})
+        sweep = {"start_lr": start_lr, "end_lr": end_lr, "num_steps": steps}
+        with render.step_progress(show_progress(json, False), steps, "lr-find") as on_step:
+            out = find_lr(recipe, device=device, experiment=experiment, track=track,
+                          lr_range={**sweep, "on_step": on_step})
         if json:
             emit_json(out)
         else:

@@ -148,10 +148,10 @@ def range_test(model: nn.Module, optimizer: torch.optim.Optimizer,
                step: Callable[[], torch.Tensor], *, start_lr: float = 1e-7,
                end_lr: float = 10.0, num_steps: int = 100, beta: float = 0.9,
                diverge: float = 4.0,
-               extra_state: Sequence[tuple[Callable[[], Any], Callable[[Any], None]]] = ()
-               ) -> RangeResult:
+               extra_state: Sequence[tuple[Callable[[], Any], Callable[[Any], None]]] = (),
+               on_step: Callable[[int, float], None] | None = None) -> RangeResult:
     """Run the sweep. `step()` does one training step (forward, backward, optimiser step) at
-    the LR already set on the optimiser and returns the loss."""
+    the LR already set on the optimiser and returns the loss; `on_step(i, loss)` reports."""
     if not 0 < start_lr < end_lr:
         from cnnexp.errors import BadInput
 
@@ -166,6 +166,8 @@ def range_test(model: nn.Module, optimizer: torch.optim.Optimizer,
             loss = float(step().detach())
             lrs.append(lr)
             losses.append(loss)
+            if on_step:
+                on_step(i, loss)
             if not math.isfinite(loss):
                 reason = f"non-finite loss at lr={lr:.3g}"
                 break

@@ -63,7 +63,7 @@ class SanityContext:
     model_factory: Callable[[], nn.Module] | None = None
     tiny: int = 20
     overfit_steps: int = 300
-    lr_range: dict[str, float] = field(default_factory=dict)  # start_lr, end_lr, num_steps
+    lr_range: dict[str, Any] = field(default_factory=dict)  # range_test keyword arguments
 
     def variant(self, changes: dict[str, Any]) -> Recipe:
         """The recipe with dotted fields replaced (validated), compile off: a check runs a

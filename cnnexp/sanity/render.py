@@ -40,6 +40,23 @@ def print_table(title: str, checks: Sequence[dict[str, Any]], footer: str = "") 
 
 
 @contextmanager
+def step_progress(enabled: bool, total: int, label: str) -> Iterator[Any]:
+    """A bar over the LR sweep's steps (stderr, transient); yields on_step(i, loss) or None."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from cnnexp.console import err
+
+    progress = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("loss {task.fields[loss]}"), console=err, transient=True)
+    with progress:
+        task = progress.add_task(label, total=total, loss="-")
+        yield lambda i, loss: progress.update(task, completed=i + 1, loss=f"{loss:.4g}")
+
+
+@contextmanager
 def check_progress(enabled: bool, total: int) -> Iterator[Any]:
     """A bar over the checks (stderr, transient); yields on_check(name) or a no-op."""
     if not enabled:

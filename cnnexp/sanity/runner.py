@@ -55,7 +55,7 @@ def run_check(name: str, ctx: SanityContext) -> CheckResult:
 
 def sanity(recipe: Recipe, *, checks: str | list[str] | None = None, tiny: int = 20,
            device: str = "auto", experiment: str | None = None, track: bool = True,
-           overfit_steps: int = 300, lr_range: dict[str, float] | None = None,
+           overfit_steps: int = 300, lr_range: dict[str, Any] | None = None,
            model_factory: Callable[[], nn.Module] | None = None,
            data: DataBundle | None = None,
            on_check: Callable[[str], None] = lambda name: None) -> dict[str, Any]:
@@ -114,9 +114,10 @@ def _summary(recipe: Recipe, results: list[CheckResult], run_id: str | None,
 
 
 def find_lr(recipe: Recipe, *, device: str = "auto", experiment: str | None = None,
-            track: bool = True, lr_range: dict[str, float] | None = None,
+            track: bool = True, lr_range: dict[str, Any] | None = None,
             model_factory: Callable[[], nn.Module] | None = None) -> dict[str, Any]:
-    """`cnnexp lr-find`: the lr-range check alone, logged as one MLflow run `lr-find`."""
+    """`cnnexp lr-find`: the lr-range check alone, logged as one MLflow run `lr-find`.
+    `lr_range` holds range_test's keyword arguments (start_lr, end_lr, num_steps, on_step)."""
     start = time.perf_counter()
     dev = resolve_device(device)
     data = build_data(recipe).to(dev)
