@@ -4,6 +4,7 @@ parent run's description and artifacts, and is written to a local folder."""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import time
@@ -213,12 +214,14 @@ def write_outputs(out: Path, rows: Sequence[Row], info: TableInfo,
     paths["md"].write_text(markdown(rows, info), encoding="utf-8")
     paths["html"].write_text(html_page(rows, info), encoding="utf-8")
     write_csv(rows, info, paths["csv"])
-    lines = ["arm,seed_index,value,train_acc,val_acc,status,seconds,run_id,reused"]
-    for arm, results in seeds.items():
-        for i, r in enumerate(results):
-            lines.append(f"\"{arm}\",{i},{r.value:.6g},{r.train_acc:.6g},{r.val_acc:.6g},"
-                         f"{r.status},{r.seconds:.3f},{r.run_id},{r.reused}")
-    paths["seeds"].write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with paths["seeds"].open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["arm", "seed_index", "value", "train_acc", "val_acc", "status", "seconds",
+                    "run_id", "reused"])
+        for arm, results in seeds.items():
+            w.writerows([arm, i, f"{r.value:.6g}", f"{r.train_acc:.6g}", f"{r.val_acc:.6g}",
+                         r.status, f"{r.seconds:.3f}", r.run_id, r.reused]
+                        for i, r in enumerate(results))
     bar_chart(rows, info).savefig(paths["chart"], dpi=120)
     return paths
 

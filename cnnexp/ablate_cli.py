@@ -57,7 +57,12 @@ def ablate_command(*, spec_ref: str | None, recipe_ref: str | None, overrides: l
                    resume=resume, progress=show_progress(json, quiet),
                    say=(lambda msg: err.print(msg, highlight=False)) if chatty else
                    (lambda _msg: None))
-    outcome = run_ablation(name, spec, arms, opts)
+    try:
+        outcome = run_ablation(name, spec, arms, opts)
+    except KeyboardInterrupt:
+        err.print("finished arm × seed runs are kept: run the same command with --resume "
+                  "to reuse them", highlight=False)
+        raise
     if json:
         from cnnexp.ablate import finite
 

@@ -156,3 +156,29 @@ def test_retune_lr_gives_each_arm_its_own_lr(cli, mlflow_client, workdir: Path) 
     assert seed_lrs == {(r["arm"], r["lr"]) for r in out["rows"]}
     table = Path(out["table_path"]).read_text()
     assert "LR (retuned)" in table and "LR retuned per arm" in table
+
+
+def test_ctrl_c_keeps_finished_runs_for_resume(cli, mlflow_client, workdir: Path) -> None:
+    from cnnexp.ablate import Options, run_ablation
+    from cnnexp.ablate_cli import prepare
+
+    name = "interrupt"
+    spec_path = _spec(workdir, name)
+    said: list[str] = []
+
+    def interrupt_after_two(message: str) -> None:  # Ctrl-C after the second finished run
+        said.append(message)
+        if len(said) == 2:
+            raise KeyboardInterrupt
+
+    ablation, spec, arms = prepare(spec_path, None, [])
+    with pytest.raises(KeyboardInterrupt):
+        run_ablation(ablation, spec, arms, Options(say=interrupt_after_two, out=workdir / "x"))
+    parent, = _runs(mlflow_client, name, "ablation")
+    assert parent.info.status == "KILLED"
+    assert len(_runs(mlflow_client, name, "ablation-seed")) == 2
+
+    res = cli("ablate", "--spec", spec_path, "--resume", "--json")
+    assert res.exit_code == 0, res.stderr
+    assert len(_runs(mlflow_client, name, "ablation-seed")) == 4  # only the missing two trained
+    assert [r["n"] for r in res.json()["rows"]] == [2, 2]
