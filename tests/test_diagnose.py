@@ -1,0 +1,151 @@
+"""Learning-curve diagnosis on synthetic histories: one per class, exact expectations."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from cnnexp.diagnose import KINDS, Thresholds, diagnose, parse_thresholds
+from cnnexp.errors import BadInput
+
+
+def hist(train_acc, val_acc, train_loss=None, val_loss=None):
+    """Per-epoch dicts; losses default to 1 - acc (a monotone stand-in)."""
+    train_loss = train_loss or [1 - a for a in train_acc]
+    val_loss = val_loss or [1 - a for a in val_acc]
+    return [{"epoch": i + 1, "train_acc": ta, "val_acc": va, "train_loss": tl, "val_loss": vl}
+            for i, (ta, va, tl, vl) in enumerate(zip(train_acc, val_acc, train_loss, val_loss,
+                                                      strict=True))]
+
+
+HEALTHY = hist([0.5, 0.8, 0.9, 0.95, 0.97, 0.98, 0.985, 0.99, 0.99, 0.99],
+               [0.55, 0.8, 0.9, 0.94, 0.96, 0.97, 0.975, 0.978, 0.978, 0.979])
+OVERFIT = hist([0.6, 0.8, 0.9, 0.96, 0.99, 1.0, 1.0, 1.0, 1.0, 1.0],
+               [0.6, 0.75, 0.82, 0.85, 0.86, 0.85, 0.84, 0.83, 0.82, 0.80],
+               val_loss=[1.0, 0.7, 0.55, 0.5, 0.48, 0.52, 0.58, 0.63, 0.68, 0.74])
+UNDERFIT = hist([0.30, 0.42, 0.50, 0.54, 0.55, 0.555, 0.556, 0.556],
+                [0.31, 0.43, 0.50, 0.53, 0.54, 0.544, 0.545, 0.545])
+RISING = hist([0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85],
+              [0.3, 0.4, 0.5, 0.6, 0.68, 0.74, 0.79, 0.84])
+
+
+def test_healthy():
+    d = diagnose(HEALTHY)
+    assert d.diagnosis == "healthy"
+    assert d.evidence["gap"] == pytest.approx(0.011)
+    assert d.evidence["window"] == 3  # ceil(0.25 * 10)
+    assert d.evidence["val_acc_gain"] == pytest.approx(0.979 - 0.975)  # epoch 7 -> 10
+    assert d.not_remedies == []
+
+
+def test_overfitting_with_evidence_and_course_remedies():
+    d = diagnose(OVERFIT)
+    assert d.diagnosis == "overfitting"
+    ev = d.evidence
+    assert ev["gap"] == pytest.approx(0.2)
+    assert ev["gap_min"] == pytest.approx(0.0) and ev["gap_min_epoch"] == 1
+    assert ev["val_loss_min_epoch"] == 5 and ev["best_epoch"] == 5
+    assert ev["val_loss_rise"] == pytest.approx((0.74 - 0.48) / 0.48, abs=1e-4)
+    assert any("regularisation" in r for r in d.remedies)
+    assert any("epoch 5" in r for r in d.remedies)
+    assert any(r.startswith("Training longer") for r in d.not_remedies)
+    assert "gap 0.200" in d.summary
+
+
+def test_underfitting():
+    d = diagnose(UNDERFIT)
+    assert d.diagnosis == "underfitting"
+    assert d.evidence["train_acc"] == pytest.approx(0.556)
+    assert any("bigger model" in r for r in d.remedies)
+    assert any(r.startswith("More training data") for r in d.not_remedies)
+
+
+def test_not_converged_when_validation_still_improves():
+    d = diagnose(RISING)
+    assert d.diagnosis == "not_converged"
+    assert d.evidence["window"] == 2
+    assert d.evidence["val_acc_gain"] == pytest.approx(0.84 - 0.74)
+    assert "train.epochs=16" in d.remedies[0]
+
+
+def test_not_converged_on_val_loss_alone():
+    flat_acc = [0.5, 0.9, 0.95, 0.96, 0.96, 0.96, 0.96, 0.96]
+    h = hist(flat_acc, flat_acc, val_loss=[2.0, 1.0, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3])
+    d = diagnose(h)
+    assert d.diagnosis == "not_converged"
+    assert d.evidence["val_loss_drop"] == pytest.approx(0.4)
+
+
+def test_unstable_loss_spike():
+    h = hist([0.5, 0.7, 0.8, 0.6, 0.85, 0.9, 0.92, 0.93], [0.5, 0.7, 0.8, 0.75, 0.85, 0.9, 0.91,
+                                                          0.92],
+             train_loss=[1.0, 0.6, 0.4, 1.2, 0.3, 0.25, 0.22, 0.2])
+    d = diagnose(h)
+    assert d.diagnosis == "unstable"
+    assert d.evidence["loss_spikes"] == [4]
+    assert d.evidence["acc_drops"] == []
+
+
+def test_unstable_val_accuracy_collapse():
+    h = hist([0.5, 0.8, 0.9, 0.95, 0.96, 0.97], [0.5, 0.8, 0.9, 0.6, 0.93, 0.95])
+    d = diagnose(h)
+    assert d.diagnosis == "unstable"
+    assert d.evidence["acc_drops"] == [4]
+
+
+def test_diverged_run_is_unstable():
+    h = hist([0.3, 0.1], [0.3, math.nan], train_loss=[2.0, math.nan], val_loss=[2.0, math.nan])
+    d = diagnose(h, status="diverged")
+    assert d.diagnosis == "unstable"
+    assert d.evidence["diverged_epoch"] == 2
+    assert "diverged in epoch 2" in d.summary
+
+
+def test_tiny_losses_do_not_make_spikes():
+    # 0.01 -> 0.03 is +200% relative but far below the loss floor: noise, not a spike.
+    acc = [0.9, 0.99, 0.995, 0.996, 0.996, 0.996]
+    h = hist(acc, acc, train_loss=[0.3, 0.02, 0.01, 0.03, 0.012, 0.011],
+             val_loss=[0.3, 0.03, 0.02, 0.021, 0.02, 0.02])
+    assert diagnose(h).diagnosis == "healthy"
+
+
+def test_too_short_to_read():
+    d = diagnose(hist([0.5, 0.8], [0.5, 0.8]))
+    assert d.diagnosis == "not_converged" and "too few" in d.summary
+    assert diagnose([]).diagnosis == "not_converged"
+
+
+def test_overfitting_wins_over_still_improving():
+    # Val still climbs at the end, but the gap is large and growing: more epochs is a non-remedy.
+    h = hist([0.5, 0.8, 0.95, 1.0, 1.0, 1.0], [0.5, 0.6, 0.65, 0.68, 0.7, 0.72])
+    assert diagnose(h).diagnosis == "overfitting"
+
+
+def test_thresholds_change_the_verdict():
+    assert diagnose(OVERFIT, thresholds=parse_thresholds(["gap=0.3"])).diagnosis != "overfitting"
+    t = parse_thresholds(["low_acc=0.5"])
+    assert diagnose(UNDERFIT, thresholds=t).diagnosis == "healthy"
+    assert t.low_acc == 0.5 and t.gap == Thresholds().gap
+
+
+@pytest.mark.parametrize(("item", "message"), [
+    ("gapp=0.1", "unknown threshold 'gapp' (did you mean 'gap'?)"),
+    ("gap", "is not NAME=VALUE"),
+    ("gap=-1", "invalid threshold 'gap'"),
+    ("low_acc=high", "invalid threshold 'low_acc'"),
+])
+def test_bad_thresholds(item, message):
+    with pytest.raises(BadInput, match=message.replace("(", r"\(").replace(")", r"\)")
+                       .replace("?", r"\?")):
+        parse_thresholds([item])
+
+
+def test_every_kind_has_remedies_and_markdown():
+    for kind, h in [("healthy", HEALTHY), ("overfitting", OVERFIT),
+                    ("underfitting", UNDERFIT), ("not_converged", RISING)]:
+        d = diagnose(h)
+        assert d.diagnosis == kind and kind in KINDS
+        assert d.remedies and f"**Diagnosis: {kind}**" in d.markdown()
+        assert set(d.to_dict()) == {"diagnosis", "summary", "evidence", "remedies",
+                                    "not_remedies"}
