@@ -208,3 +208,43 @@ def end_run(r: Run, status: str = "FINISHED") -> None:
         r.client.update_run(r.run_id, status="RUNNING")
     else:
         r.client.set_terminated(r.run_id, status)
+
+
+# Runs that outlive one process (search: a stage run is created by one worker and ended by
+# whichever worker finishes the stage; a study's parent run is reopened on --resume).
+def start_run(experiment: str, name: str, *, parent: Run | None = None,
+              tags: Mapping[str, Any] | None = None, description: str | None = None) -> Run:
+    """Create a run without ending it; end it later with `end_run` (from any process)."""
+    c = parent.client if parent else client()
+    exp_id = parent.experiment_id if parent else experiment_id(experiment, c)
+    all_tags = {k: str(v) for k, v in (tags or {}).items()}
+    if parent:
+        all_tags[PARENT_TAG] = parent.run_id
+    if description:
+        all_tags[NOTE_TAG] = description
+    created = c.create_run(exp_id, run_name=name, tags=all_tags)
+    return Run(c, created.info.run_id, exp_id)
+
+
+def attach(run_id: str | None, c: MlflowClient | None = None) -> Run | None:
+    """A handle on an existing run of the current store; None if it is not there."""
+    if not run_id:
+        return None
+    c = c or client()
+    try:
+        info = c.get_run(run_id).info
+    except mlflow.exceptions.MlflowException:
+        return None
+    return Run(c, info.run_id, info.experiment_id)
+
+
+def run_status(r: Run) -> str:
+    return r.client.get_run(r.run_id).info.status
+
+
+def end_run(r: Run, status: str = "FINISHED") -> None:
+    """FINISHED / FAILED / KILLED, or RUNNING to reopen a run (resume)."""
+    if status == "RUNNING":
+        r.client.update_run(r.run_id, status="RUNNING")
+    else:
+        r.client.set_terminated(r.run_id, status)

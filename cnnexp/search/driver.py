@@ -1,0 +1,252 @@
+"""`cnnexp search` as a function: check everything, open the study, run the workers (in this
+process, or N spawned ones), then report: tables, CSV, plots, best recipe, JSON."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cnnexp import tracking
+from cnnexp.engine import Callback
+from cnnexp.errors import BadInput, CheckFailed
+from cnnexp.search.config import Plan, build_plan
+from cnnexp.search.monitor import Monitor
+from cnnexp.search.results import (
+    StageResult,
+    best_of,
+    collect,
+    parent_markdown,
+    rows,
+    stage_markdown,
+    write_best_recipe,
+)
+from cnnexp.search.stages import RUN_ID, ensure_root, narrowing_text
+from cnnexp.search.storage import DEFAULT_STORAGE, counts, open_storage, require_study
+from cnnexp.search.worker import Worker, WorkerArgs, worker_main
+
+
+@dataclass
+class SearchOptions:
+    stages: str | None = None
+    trials: str | None = None
+    study: str | None = None
+    storage: str | None = None
+    workers: int = 1
+    devices: str | None = None
+    resume: bool = False
+    heartbeat: int = 30
+    out: str | None = None
+    track: bool = True
+
+
+def prepare(ref: str | None, overrides: Sequence[str], opts: SearchOptions
+            ) -> tuple[Plan, list[str]]:
+    """All the checks that must fail (exit 2) before any study or run exists."""
+    plan = build_plan(ref, list(overrides), stages=opts.stages, trials=opts.trials)
+    if opts.workers < 1:
+        raise BadInput(f"--workers must be at least 1, got {opts.workers}")
+    if opts.heartbeat < 1:
+        raise BadInput(f"--heartbeat must be at least 1 second, got {opts.heartbeat}")
+    from cnnexp.device import resolve_device
+
+    devices = [d.strip() for d in (opts.devices or "auto").split(",") if d.strip()] or ["auto"]
+    for d in devices:
+        resolve_device(d)
+    plan.study = opts.study or f"{plan.recipe_name}-{plan.fingerprint}"
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", plan.study):
+        raise BadInput(f"--study '{plan.study}': use letters, digits, '_', '-', '.' (no '/')")
+    plan.storage = opts.storage or DEFAULT_STORAGE
+    return plan, devices
+
+
+def run_search(ref: str | None, overrides: Sequence[str], opts: SearchOptions, *,
+               console: Any = None, lines: bool = True, bar: bool = False,
+               callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
+    """Run (or resume) a search and return the JSON result. `callbacks` are extra engine
+    callbacks for every trial (in-process workers only)."""
+    from cnnexp.recipe import load_recipe, to_yaml
+
+    plan, devices = prepare(ref, overrides, opts)
+    storage = open_storage(plan.storage, opts.heartbeat)
+    if opts.resume:
+        require_study(storage, plan.study)
+    _, parent = ensure_root(storage, plan, to_yaml(load_recipe(ref, overrides)), opts.track)
+    if console is None:
+        from rich.console import Console
+
+        console = Console(stderr=True)
+    monitor = Monitor(storage, plan, console, lines=lines, bar=bar)
+    monitor.refresh()
+    start = time.perf_counter()
+    try:
+        with _sigterm_as_interrupt():
+            if opts.workers == 1:
+                args = WorkerArgs(plan, 0, devices[0], None, opts.heartbeat, opts.track)
+                Worker(args, storage, callbacks, on_trial=monitor.refresh,
+                       say=monitor.say).run()
+            else:
+                _run_processes(plan, opts, devices, monitor)
+    except KeyboardInterrupt:
+        monitor.close()
+        _mark_interrupted(storage, plan, parent)
+        raise
+    monitor.refresh()
+    monitor.close()
+    return finish(storage, plan, parent, opts, time.perf_counter() - start)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """`kill PID` stops a search as cleanly as Ctrl-C does."""
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        old = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _run_processes(plan: Plan, opts: SearchOptions, devices: list[str], monitor: Monitor) -> None:
+    import multiprocessing as mp
+
+    from cnnexp.device import resolve_device
+
+    on_cpu = [resolve_device(devices[i % len(devices)]).type == "cpu" for i in range(opts.workers)]
+    threads = max(1, (os.cpu_count() or 1) // max(1, sum(on_cpu)))
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=worker_main, name=f"cnnexp-search-{i}", args=(WorkerArgs(
+        plan, i, devices[i % len(devices)], threads if on_cpu[i] else None, opts.heartbeat,
+        opts.track),)) for i in range(opts.workers)]
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # children start ignoring Ctrl-C
+    try:
+        for p in procs:
+            p.start()
+    finally:
+        signal.signal(signal.SIGINT, old)
+    try:
+        while any(p.is_alive() for p in procs):
+            for p in procs:
+                p.join(timeout=0.25)
+            monitor.refresh()
+    except KeyboardInterrupt:
+        for p in procs:  # workers mark and re-queue their running trial on SIGTERM
+            if p.is_alive():
+                p.terminate()
+        for p in procs:
+            p.join(timeout=60)
+            if p.is_alive():
+                p.kill()
+        raise
+    bad = [f"worker {i} exit {p.exitcode}" for i, p in enumerate(procs) if p.exitcode]
+    if bad:
+        monitor.say("[yellow]warning:[/] " + ", ".join(bad))
+
+
+def _mark_interrupted(storage: Any, plan: Plan, parent: tracking.Run | None) -> None:
+    import optuna
+
+    if parent is None:
+        return
+    for sp in plan.stages:
+        with contextlib.suppress(KeyError):
+            study = optuna.load_study(study_name=f"{plan.study}/{sp.name}", storage=storage)
+            r = tracking.attach(study.user_attrs.get(RUN_ID))
+            if r is not None and tracking.run_status(r) == "RUNNING":
+                tracking.end_run(r, "KILLED")
+    parent.describe(f"Search `{plan.study}` interrupted; continue with "
+                    f"`cnnexp search ... --study {plan.study} --resume`")
+    tracking.end_run(parent, "KILLED")
+
+
+def finish(storage: Any, plan: Plan, parent: tracking.Run | None, opts: SearchOptions,
+           seconds: float) -> dict[str, Any]:
+    """Results once every stage is done: files, MLflow artifacts and descriptions, JSON."""
+    import pandas as pd
+
+    results = collect(storage, plan)
+    left = {r.plan.name: counts(r.study.get_trials(deepcopy=False)) for r in results}
+    unfinished = [f"{n} ({c.waiting + c.running} left)" for n, c in left.items() if not c.done]
+    if unfinished:
+        raise CheckFailed(f"search {plan.study} did not finish: {', '.join(unfinished)}; "
+                          "rerun the same command (or add --resume) to continue")
+    out = Path(opts.out or Path("outputs") / "search" / plan.study)
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path = out / "trials.csv"
+    pd.DataFrame(rows(results)).to_csv(csv_path, index=False)
+    best = best_of(results)
+    best_path = write_best_recipe(plan, best[0], best[1], out / "best.yaml") if best else None
+    result = _json(plan, results, best, best_path, csv_path, seconds)
+    if parent is not None:
+        _log_to_mlflow(plan, results, best, parent, out, seconds, result)
+    if best is None:
+        raise CheckFailed(f"search {plan.study}: no trial completed (see {csv_path})")
+    return result
+
+
+def _json(plan: Plan, results: list[StageResult], best: tuple | None, best_path: Path | None,
+          csv_path: Path, seconds: float) -> dict[str, Any]:
+    stages = []
+    for r in results:
+        s = r.summary()
+        s["top"] = [{"trial": t.number, "name": t.user_attrs.get("cnnexp.name", ""),
+                     "value": t.value, "params": dict(t.params)} for t in r.top[:5]]
+        stages.append(s)
+    best_obj = None
+    if best:
+        r, t = best
+        best_obj = {"stage": r.plan.name, "trial": t.number, "value": t.value,
+                    "params": dict(t.params), "epochs": r.plan.epochs,
+                    "mlflow_run_id": t.user_attrs.get("cnnexp.mlflow_run_id")}
+    return {"study": plan.study, "storage": plan.storage, "metric": plan.metric,
+            "direction": plan.direction, "stages": stages, "best": best_obj,
+            "best_recipe_path": str(best_path) if best_path else None,
+            "csv_path": str(csv_path), "seconds": round(seconds, 2)}
+
+
+def _log_to_mlflow(plan: Plan, results: list[StageResult], best: tuple | None,
+                   parent: tracking.Run, out: Path, seconds: float,
+                   result: dict[str, Any]) -> None:
+    from cnnexp.search.plots import figures
+
+    for r in results:
+        stage_run = tracking.attach(r.study.user_attrs.get(RUN_ID), parent.client)
+        if stage_run is None:
+            continue
+        s = r.summary()
+        stage_run.describe(stage_markdown(r, plan.metric, narrowing_text(r.study.user_attrs)))
+        stage_run.log_metrics({k: s[k] for k in ("complete", "pruned", "failed")} |
+                              ({"best_value": s["best_value"]} if s["best_value"] is not None
+                               else {}))
+        if tracking.run_status(stage_run) == "RUNNING":
+            tracking.end_run(stage_run, "FINISHED")
+    for name, fig in figures(results, plan.metric, plan.direction).items():
+        fig.savefig(out / name, dpi=110)
+        parent.log_figure(fig, f"plots/{name}")
+    parent.log_artifact(str(out / "trials.csv"))
+    if result["best_recipe_path"]:
+        parent.log_artifact(result["best_recipe_path"])
+        parent.log_metrics({"best_value": result["best"]["value"]})
+    with tempfile.TemporaryDirectory() as tmp:
+        import json
+
+        path = Path(tmp) / "search.json"
+        path.write_text(json.dumps(result, indent=1, default=str))
+        parent.log_artifact(str(path))
+    parent.describe(parent_markdown(plan, results, best, seconds))
+    parent.set_tags({"cnnexp.edge_warnings": sum(len(s["edge_warnings"])
+                                                 for s in result["stages"])})
+    tracking.end_run(parent, "FINISHED")

@@ -1,0 +1,201 @@
+"""Coarse -> fine narrowing and the edge check, as pure functions (no Optuna, no I/O).
+
+Numeric ranges are handled in "t-space": log10(x) for `log: true`, x otherwise, so "the outer
+10%" and "a margin" mean the same thing on a log axis as they do on a linear one.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+Bound = tuple[float | None, float | None]  # the schema's valid [low, high] (None: unbounded)
+
+
+@dataclass(frozen=True)
+class Range:
+    """A numeric range sampled uniformly in t-space."""
+
+    low: float
+    high: float
+    log: bool = False
+    integer: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"low": self.low, "high": self.high, "log": self.log}
+        if self.integer:
+            out["int"] = True
+        return out
+
+    def show(self) -> str:
+        return f"[{fmt(self.low)}, {fmt(self.high)}]" + (" log" if self.log else "")
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A categorical parameter."""
+
+    choices: tuple[Any, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"choices": list(self.choices)}
+
+    def show(self) -> str:
+        return "{" + ", ".join(str(c) for c in self.choices) + "}"
+
+
+Param = Range | Choice
+Space = dict[str, Param]
+
+
+def from_dict(d: Mapping[str, Any]) -> Param:
+    if "choices" in d:
+        return Choice(tuple(d["choices"]))
+    return Range(float(d["low"]), float(d["high"]), bool(d.get("log", False)),
+                 bool(d.get("int", False)))
+
+
+def fmt(x: float) -> str:
+    """Short human form: 1e-05 -> 1e-5, 0.95 -> 0.95, 3.2e-03 -> 3.2e-3."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return str(x)
+    if float(x).is_integer() and abs(x) < 1e6:
+        return str(int(x))
+    return re.sub(r"e([+-])0*(\d)", lambda m: "e" + m.group(1).replace("+", "") + m.group(2),
+                  f"{x:.2g}")
+
+
+def to_t(x: float, log: bool) -> float:
+    return math.log10(x) if log else x
+
+
+def from_t(t: float, log: bool) -> float:
+    return 10.0 ** t if log else t
+
+
+def edge_side(value: float, r: Range, edge: float = 0.1) -> str | None:
+    """'lower' / 'upper' when `value` lies in the outer `edge` fraction (t-space) of `r`."""
+    lo, hi = to_t(r.low, r.log), to_t(r.high, r.log)
+    t, width = to_t(value, r.log), hi - lo
+    if t <= lo + edge * width:
+        return "lower"
+    if t >= hi - edge * width:
+        return "upper"
+    return None
+
+
+def at_bound(r: Range, side: str, bound: Bound) -> bool:
+    """The range already touches the schema's limit on that side: it cannot be extended, and a
+    best value there is a finding (e.g. 'no dropout'), not a badly placed range."""
+    limit = bound[0] if side == "lower" else bound[1]
+    if limit is None:
+        return False
+    edge_value = r.low if side == "lower" else r.high
+    return math.isclose(edge_value, limit, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def edge_warning(path: str, value: float, r: Range, side: str) -> str:
+    return f"best {path}={fmt(value)} is at the {side} edge of [{fmt(r.low)}, {fmt(r.high)}]"
+
+
+def _clip(x: float, bound: Bound) -> float:
+    lo, hi = bound
+    if lo is not None:
+        x = max(x, lo)
+    if hi is not None:
+        x = min(x, hi)
+    return x
+
+
+def narrow_range(r: Range, values: Sequence[float], *, margin: float = 0.1,
+                 side: str | None = None, extend: float = 1.0,
+                 bound: Bound = (None, None)) -> Range:
+    """The next stage's range: spans `values` (the top-k trials), padded by `margin` x the old
+    width on each side, clipped to the old range. On an edge `side` the range instead reaches
+    past the old edge: by `extend` decades for log ranges, by `extend`/2 x the old width for
+    linear ones; never beyond the schema `bound`."""
+    lo, hi = to_t(r.low, r.log), to_t(r.high, r.log)
+    width = hi - lo
+    ts = [to_t(v, r.log) for v in values]
+    new_lo = max(lo, min(ts) - margin * width)
+    new_hi = min(hi, max(ts) + margin * width)
+    step = extend if r.log else extend * width / 2
+    if side == "lower":
+        new_lo = lo - step
+    elif side == "upper":
+        new_hi = hi + step
+    low, high = from_t(new_lo, r.log), from_t(new_hi, r.log)
+    if r.integer:
+        low, high = float(math.floor(low + 1e-9)), float(math.ceil(high - 1e-9))
+    else:
+        low, high = _round_sig(low, "down"), _round_sig(high, "up")
+    if r.log and bound[0] is not None and bound[0] <= 0:
+        bound = (None, bound[1])  # a log range stays positive by construction
+    return Range(_clip(low, bound), _clip(high, bound), r.log, r.integer)
+
+
+def _round_sig(x: float, way: str, digits: int = 3) -> float:
+    """Round outward to `digits` significant digits so ranges print and store cleanly."""
+    if x == 0 or not math.isfinite(x):
+        return x
+    scale = 10.0 ** (math.floor(math.log10(abs(x))) - digits + 1)
+    q = x / scale
+    q = math.floor(q + 1e-9) if way == "down" else math.ceil(q - 1e-9)
+    return float(f"{q * scale:.{digits + 2}g}")
+
+
+def narrow_choice(c: Choice, values: Sequence[Any]) -> Choice:
+    """Keep the choices that appear among the top-k trials, in their original order."""
+    kept = tuple(x for x in c.choices if x in set(values))
+    return Choice(kept or c.choices)
+
+
+@dataclass
+class Narrowed:
+    space: Space
+    warnings: list[str]
+    changes: dict[str, tuple[str, str]]  # path -> (old, new) as printed
+
+
+def next_space(space: Space, top: Sequence[Mapping[str, Any]], best: Mapping[str, Any], *,
+               margin: float = 0.1, edge: float = 0.1, extend: float = 1.0,
+               bounds: Mapping[str, Bound] | None = None) -> Narrowed:
+    """The following stage's space from this stage's top-k params (best first) and the best
+    trial's params; edge warnings name parameters whose best value sits at a range edge."""
+    bounds = bounds or {}
+    if not top:
+        return Narrowed(dict(space), [], {p: (v.show(), v.show()) for p, v in space.items()})
+    new: Space = {}
+    warnings = edge_warnings(space, best, edge=edge, bounds=bounds)
+    for path, param in space.items():
+        values = [t[path] for t in top if path in t]
+        if not values:
+            new[path] = param
+        elif isinstance(param, Choice):
+            new[path] = narrow_choice(param, values)
+        else:
+            bound = bounds.get(path, (None, None))
+            side = edge_side(best[path], param, edge) if path in best else None
+            if side and at_bound(param, side, bound):
+                side = None
+            new[path] = narrow_range(param, values, margin=margin, side=side, extend=extend,
+                                     bound=bound)
+    changes = {p: (space[p].show(), new[p].show()) for p in space}
+    return Narrowed(new, warnings, changes)
+
+
+def edge_warnings(space: Space, best: Mapping[str, Any], *, edge: float = 0.1,
+                  bounds: Mapping[str, Bound] | None = None) -> list[str]:
+    """One line per numeric parameter whose best value is in the outer `edge` of its range
+    (unless that edge is the schema's own limit, which cannot be moved)."""
+    bounds = bounds or {}
+    out = []
+    for path, param in space.items():
+        if isinstance(param, Range) and path in best:
+            side = edge_side(best[path], param, edge)
+            if side and not at_bound(param, side, bounds.get(path, (None, None))):
+                out.append(edge_warning(path, best[path], param, side))
+    return out

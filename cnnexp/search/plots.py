@@ -1,0 +1,115 @@
+"""Search plots: the metric against each numeric parameter (coloured by stage, like the course's
+lr/reg scatter plots), the optimisation history, and fANOVA parameter importance."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from cnnexp.search.results import StageResult
+
+MIN_IMPORTANCE_TRIALS = 8  # fANOVA on fewer completed trials is mostly noise
+COLOURS = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"]
+
+
+def _figure(w: float, h: float) -> Any:
+    from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
+
+    return Figure(figsize=(w, h), layout="constrained")
+
+
+def param_scatter(results: list[StageResult], metric: str) -> Figure | None:
+    from cnnexp.search.narrow import Range
+
+    params = [p for p, v in results[0].space.items() if isinstance(v, Range)]
+    if not params:
+        return None
+    fig = _figure(4.2 * len(params), 3.4)
+    axes = fig.subplots(1, len(params), squeeze=False)[0]
+    for ax, path in zip(axes, params, strict=True):
+        for i, r in enumerate(results):
+            pts = [t for t in r.trials if t.value is not None and path in t.params
+                   and math.isfinite(t.value)]
+            done = [(t.params[path], t.value) for t in pts if t.state.name == "COMPLETE"]
+            pruned = [(t.params[path], t.value) for t in pts if t.state.name != "COMPLETE"]
+            colour = COLOURS[i % len(COLOURS)]
+            if done:
+                ax.scatter(*zip(*done, strict=True), color=colour, label=r.plan.name, s=22)
+            if pruned:
+                ax.scatter(*zip(*pruned, strict=True), color=colour, marker="x", s=22,
+                           label=f"{r.plan.name} (pruned)")
+            rng = r.space.get(path)
+            if isinstance(rng, Range):
+                ax.axvspan(rng.low, rng.high, color=colour, alpha=0.06)
+        space = results[0].space[path]
+        if isinstance(space, Range) and space.log:
+            ax.set_xscale("log")
+        ax.set_xlabel(path)
+        ax.set_ylabel(metric)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"{metric} vs parameters (shaded: each stage's range)")
+    return fig
+
+
+def history(results: list[StageResult], metric: str, direction: str) -> Figure:
+    """Each trial in finishing order, coloured by stage, with the running best."""
+    fig = _figure(7, 3.6)
+    ax = fig.subplots()
+    order = sorted(((t.datetime_complete, i, t) for i, r in enumerate(results) for t in r.trials
+                    if t.value is not None and t.datetime_complete is not None),
+                   key=lambda x: (x[0], x[1]))
+    best_so_far, best = [], None
+    for n, (_, i, t) in enumerate(order):
+        ax.scatter(n, t.value, color=COLOURS[i % len(COLOURS)], s=18,
+                   marker="o" if t.state.name == "COMPLETE" else "x")
+        if t.state.name == "COMPLETE":
+            better = best is None or (t.value > best if direction == "maximize" else t.value < best)
+            best = t.value if better else best
+        best_so_far.append(best if best is not None else math.nan)
+    ax.plot(range(len(best_so_far)), best_so_far, color="black", lw=1, label="best so far")
+    for i, r in enumerate(results):
+        ax.scatter([], [], color=COLOURS[i % len(COLOURS)], label=r.plan.name)
+    ax.set_xlabel("trial (finishing order)")
+    ax.set_ylabel(metric)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def importance(results: list[StageResult]) -> Figure | None:
+    """fANOVA importance per stage with enough completed trials (None if no stage has)."""
+    import optuna
+
+    scores: dict[str, dict[str, float]] = {}
+    for r in results:
+        if sum(t.state.name == "COMPLETE" for t in r.trials) < MIN_IMPORTANCE_TRIALS:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                scores[r.plan.name] = optuna.importance.get_param_importances(
+                    r.study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
+            except (ValueError, RuntimeError):
+                continue
+    if not scores:
+        return None
+    fig = _figure(4.2 * len(scores), 3.2)
+    axes = fig.subplots(1, len(scores), squeeze=False)[0]
+    for ax, (stage, imp) in zip(axes, scores.items(), strict=True):
+        names = list(imp)[::-1]
+        ax.barh(names, [imp[n] for n in names], color="tab:blue")
+        ax.set_title(f"{stage}: fANOVA importance")
+        ax.set_xlim(0, 1)
+    return fig
+
+
+def figures(results: list[StageResult], metric: str, direction: str) -> dict[str, Figure]:
+    out = {"history.png": history(results, metric, direction)}
+    for name, fig in (("params.png", param_scatter(results, metric)),
+                      ("importance.png", importance(results))):
+        if fig is not None:
+            out[name] = fig
+    return out

@@ -1,0 +1,171 @@
+"""What a finished search reports: per-stage counts and best trials, edge warnings, the CSV of
+all trials, the best recipe as YAML, tables for the terminal and markdown for MLflow."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial
+
+from cnnexp.search.config import Plan, StagePlan, trial_recipe
+from cnnexp.search.narrow import Space, edge_warnings, fmt
+from cnnexp.search.stages import ranked, stage_space, stage_study
+from cnnexp.search.storage import counts, superseded
+
+
+@dataclass
+class StageResult:
+    plan: StagePlan
+    study: optuna.Study
+    trials: list[FrozenTrial]  # counted trials (a re-queued failure appears once, as its retry)
+    space: Space
+    direction: str
+    edge: float
+    bounds: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def top(self) -> list[FrozenTrial]:
+        return ranked(self.trials, self.direction)
+
+    @property
+    def best(self) -> FrozenTrial | None:
+        top = self.top
+        return top[0] if top else None
+
+    @property
+    def edge_warnings(self) -> list[str]:
+        best = self.best
+        return edge_warnings(self.space, best.params, edge=self.edge, bounds=self.bounds) \
+            if best else []
+
+    def summary(self) -> dict[str, Any]:
+        c = counts(self.study.get_trials(deepcopy=False))
+        best = self.best
+        return {"name": self.plan.name, "trials": c.finished, "complete": c.complete,
+                "pruned": c.pruned, "failed": c.failed,
+                "best_value": best.value if best else None,
+                "best_params": dict(best.params) if best else {},
+                "best_trial": best.number if best else None,
+                "ranges": {p: v.to_dict() for p, v in self.space.items()},
+                "edge_warnings": self.edge_warnings, "epochs": self.plan.epochs,
+                "requested": c.requested, "retried": c.retried}
+
+
+def collect(storage: BaseStorage, plan: Plan) -> list[StageResult]:
+    out = []
+    for sp in plan.stages:
+        study = optuna.load_study(study_name=stage_study(plan, sp.name), storage=storage)
+        trials = study.get_trials(deepcopy=False)
+        gone = superseded(trials)
+        counted = [t for t in trials if t.number not in gone]
+        out.append(StageResult(sp, study, counted, stage_space(study), plan.direction,
+                               plan.edge, plan.bounds))
+    return out
+
+
+def best_of(results: list[StageResult]) -> tuple[StageResult, FrozenTrial] | None:
+    """The best completed trial over all stages (each ran its own stage's epochs)."""
+    pairs = [(r, r.best) for r in results if r.best is not None]
+    if not pairs:
+        return None
+    sign = 1 if results[0].direction == "minimize" else -1
+    return min(pairs, key=lambda p: sign * p[1].value)  # type: ignore[operator]
+
+
+def rows(results: list[StageResult]) -> list[dict[str, Any]]:
+    """One row per trial (re-queued failures included, marked), for the CSV."""
+    out = []
+    for r in results:
+        all_trials = r.study.get_trials(deepcopy=False)
+        gone = superseded(all_trials)
+        for t in all_trials:
+            out.append({"stage": r.plan.name, "trial": t.number,
+                        "name": t.user_attrs.get("cnnexp.name", ""),
+                        "state": t.state.name.lower(), "value": t.value,
+                        "counted": t.number not in gone, "epochs": r.plan.epochs,
+                        **{f"params.{p}": t.params.get(p) for p in r.space},
+                        "reason": t.user_attrs.get("cnnexp.reason", ""),
+                        "seconds": t.user_attrs.get("cnnexp.seconds"),
+                        "retry_of": t.system_attrs.get("failed_trial"),
+                        "mlflow_run_id": t.user_attrs.get("cnnexp.mlflow_run_id", "")})
+    return out
+
+
+def write_best_recipe(plan: Plan, stage: StageResult, trial: FrozenTrial, path: Path) -> Path:
+    from cnnexp.recipe import to_yaml
+
+    recipe = trial_recipe(plan, dict(trial.params), stage.plan.epochs)
+    recipe.description = (f"Best trial of search {plan.study}: {stage.plan.name}-{trial.number:02d}"
+                          f" ({plan.metric}={trial.value:.4f}, {stage.plan.epochs} epochs)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(to_yaml(recipe), encoding="utf-8")
+    return path
+
+
+def top_markdown(r: StageResult, metric: str, k: int = 10) -> str:
+    params = list(r.space)
+    head = f"| trial | {metric} | " + " | ".join(params) + " |"
+    lines = [head, "|" + "---|" * (len(params) + 2)]
+    for t in r.top[:k]:
+        lines.append(f"| {r.plan.name}-{t.number:02d} | {t.value:.4f} | " +
+                     " | ".join(fmt(t.params.get(p, "")) for p in params) + " |")
+    return "\n".join(lines)
+
+
+def stage_markdown(r: StageResult, metric: str, narrowing: str) -> str:
+    s = r.summary()
+    out = [narrowing, "",
+           f"{s['trials']} trials: {s['complete']} complete, {s['pruned']} pruned, "
+           f"{s['failed']} failed.", "", top_markdown(r, metric)]
+    out += ["", *(f"**Warning:** {w}" for w in s["edge_warnings"])]
+    return "\n".join(out).rstrip()
+
+
+def parent_markdown(plan: Plan, results: list[StageResult], best: tuple | None,
+                    seconds: float) -> str:
+    lines = [f"**Search {plan.study}** on recipe `{plan.recipe_name}`, {plan.metric} "
+             f"({plan.direction}), {seconds:.0f} s.", "",
+             "| stage | trials | complete | pruned | failed | best | epochs |",
+             "|---|---|---|---|---|---|---|"]
+    for r in results:
+        s = r.summary()
+        best_v = f"{s['best_value']:.4f}" if s["best_value"] is not None else "-"
+        lines.append(f"| {s['name']} | {s['trials']} | {s['complete']} | {s['pruned']} | "
+                     f"{s['failed']} | {best_v} | {s['epochs']} |")
+    if best:
+        r, t = best
+        lines += ["", f"Best: **{r.plan.name}-{t.number:02d}** {plan.metric}={t.value:.4f} " +
+                  " ".join(f"`{p}={fmt(v)}`" for p, v in t.params.items())]
+    warns = [f"- {r.plan.name}: {w}" for r in results for w in r.edge_warnings]
+    if warns:
+        lines += ["", "**Edge warnings** (the best value sits at the edge of its range):", *warns]
+    return "\n".join(lines)
+
+
+def render(result: dict[str, Any], console: Any, k: int = 5) -> None:
+    """Rich tables: the top trials per stage, then the best trial and the files written."""
+    from rich.table import Table
+
+    for s in result["stages"]:
+        console.print(f"[bold]{s['name']}[/]: {s['complete']} complete, {s['pruned']} pruned, "
+                      f"{s['failed']} failed ({s['epochs']} epochs); top {k}:", highlight=False)
+        table = Table()
+        params = list(s["ranges"])
+        for col in ["trial", result["metric"], *params]:
+            table.add_column(col)
+        for row in s["top"][:k]:
+            table.add_row(row["name"].split(" ")[0], f"{row['value']:.4f}",
+                          *(fmt(row["params"].get(p, "")) for p in params))
+        console.print(table)
+        for w in s["edge_warnings"]:
+            console.print(f"[yellow]warning:[/] {s['name']}: {w}", highlight=False)
+    best = result["best"]
+    if best:
+        console.print(f"best: {best['stage']}-{best['trial']:02d} {result['metric']}="
+                      f"{best['value']:.4f}  ->  {result['best_recipe_path']}", highlight=False)
+    console.print(f"trials: {result['csv_path']}   study: {result['study']}   "
+                  f"({result['seconds']:.0f} s)", highlight=False)

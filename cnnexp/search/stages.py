@@ -1,0 +1,145 @@
+"""Set-up of a study and its stages in the storage, done exactly once whoever gets there first:
+the root study `<study>` (fingerprint, recipe, the MLflow parent run), then each stage study
+`<study>/<stage>` (its ranges, narrowed from the previous stage, its MLflow run, its tickets)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+import optuna
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from cnnexp import tracking
+from cnnexp.errors import BadInput
+from cnnexp.search.config import Plan, StagePlan
+from cnnexp.search.narrow import Narrowed, Space, from_dict, next_space
+from cnnexp.search.storage import Stage, add_tickets, ensure_study, superseded
+
+RUN_ID = "cnnexp.mlflow_run_id"
+Say = Callable[[str], None]
+
+
+def stage_study(plan: Plan, name: str) -> str:
+    return f"{plan.study}/{name}"
+
+
+def ensure_root(storage: BaseStorage, plan: Plan, recipe_yaml: str,
+                track: bool = True) -> tuple[optuna.Study, tracking.Run | None]:
+    """The study's root entry; its creator opens the MLflow parent run. Resuming checks that
+    the recipe and space are the ones the study was created with, and reopens the parent run."""
+
+    def setup(study: optuna.Study) -> None:
+        study.set_user_attr("cnnexp.fingerprint", plan.fingerprint)
+        study.set_user_attr("cnnexp.recipe", recipe_yaml)
+        study.set_user_attr("cnnexp.metric", plan.metric)
+        if track:
+            study.set_user_attr(RUN_ID, _parent_run(plan).run_id)
+
+    study, _ = ensure_study(storage, plan.study, plan.direction, setup)
+    found = study.user_attrs.get("cnnexp.fingerprint")
+    if found is None:
+        raise BadInput(f"study '{plan.study}' exists but was not created by cnnexp search "
+                       "(pick another --study)")
+    if found != plan.fingerprint:
+        raise BadInput(f"study '{plan.study}' was created from a different recipe or search "
+                       "space; pass a new --study NAME (or drop --study for an automatic one)")
+    if not track:
+        return study, None
+    parent = tracking.attach(study.user_attrs.get(RUN_ID))
+    if parent is None:  # another MLflow store than the first time: start a fresh parent run
+        parent = _parent_run(plan)
+        study.set_user_attr(RUN_ID, parent.run_id)
+    elif tracking.run_status(parent) != "RUNNING":
+        tracking.end_run(parent, "RUNNING")
+    return study, parent
+
+
+def _parent_run(plan: Plan) -> tracking.Run:
+    r = tracking.start_run(plan.study, plan.study, tags={
+        "cnnexp.kind": "search", "cnnexp.recipe": plan.recipe_name, "optuna.study": plan.study,
+        "optuna.storage": plan.storage}, description=f"Search `{plan.study}` (running)")
+    r.log_params({"search.metric": plan.metric, "search.direction": plan.direction,
+                  "search.stages": ",".join(s.name for s in plan.stages),
+                  **{f"search.space.{p}": v.show() for p, v in plan.space.items()}})
+    return r
+
+
+def ranked(trials: list[FrozenTrial], direction: str) -> list[FrozenTrial]:
+    """Completed, counted trials, best first."""
+    gone = superseded(trials)
+    done = [t for t in trials if t.state == TrialState.COMPLETE and t.number not in gone
+            and t.value is not None]
+    return sorted(done, key=lambda t: t.value if direction == "minimize" else -t.value)
+
+
+def stage_space(study: optuna.Study) -> Space:
+    return {p: from_dict(d) for p, d in study.user_attrs["cnnexp.ranges"].items()}
+
+
+def narrow_from(storage: BaseStorage, plan: Plan, prev: StagePlan, stage: StagePlan) -> Narrowed:
+    """`stage`'s space from the `stage.top_k` best completed trials of the previous stage."""
+    study = optuna.load_study(study_name=stage_study(plan, prev.name), storage=storage)
+    space = stage_space(study)
+    top = ranked(study.get_trials(deepcopy=False), plan.direction)[:stage.top_k]
+    return next_space(space, [t.params for t in top], top[0].params if top else {},
+                      margin=stage.margin, edge=plan.edge, extend=plan.extend, bounds=plan.bounds)
+
+
+def ensure_stage(storage: BaseStorage, plan: Plan, stage: StagePlan, parent: tracking.Run | None,
+                 say: Say) -> tuple[Stage, tracking.Run | None]:
+    """The stage's study, created once with its ranges and exactly `stage.trials` tickets."""
+    prev = plan.previous(stage.name)
+
+    def setup(study: optuna.Study) -> None:
+        narrowed = narrow_from(storage, plan, prev, stage) if prev else None
+        space = narrowed.space if narrowed else plan.space
+        attrs: dict[str, Any] = {
+            "cnnexp.stage": asdict(stage), "cnnexp.after": prev.name if prev else None,
+            "cnnexp.fingerprint": plan.fingerprint,
+            "cnnexp.ranges": {p: v.to_dict() for p, v in space.items()},
+            "cnnexp.narrowing": {p: list(c) for p, c in narrowed.changes.items()} if narrowed else {},
+            "cnnexp.after_warnings": narrowed.warnings if narrowed else []}
+        for key, value in attrs.items():
+            study.set_user_attr(key, value)
+        if parent is not None:
+            r = tracking.start_run(plan.study, stage.name, parent=parent, tags={
+                "cnnexp.kind": "stage", "cnnexp.stage": stage.name,
+                "optuna.study": study.study_name}, description=narrowing_text(study.user_attrs))
+            r.log_params({"stage.trials": stage.trials, "stage.epochs": stage.epochs,
+                          "stage.sampler": stage.sampler, "stage.pruner": stage.pruner,
+                          "stage.top_k": stage.top_k, "stage.seed": stage.seed,
+                          **{f"range.{p}": v.show() for p, v in space.items()}})
+            study.set_user_attr(RUN_ID, r.run_id)
+        add_tickets(study, stage.trials)
+
+    study, created = ensure_study(storage, stage_study(plan, stage.name), plan.direction, setup)
+    if not created and study.user_attrs.get("cnnexp.stage", {}).get("trials") != stage.trials:
+        say(f"[yellow]note:[/] stage {stage.name} already exists with "
+            f"{study.user_attrs['cnnexp.stage']['trials']} trials; keeping that count")
+    run = tracking.attach(study.user_attrs.get(RUN_ID)) if parent is not None else None
+    if parent is not None and run is None:  # another MLflow store than at creation
+        run = tracking.start_run(plan.study, stage.name, parent=parent,
+                                 tags={"cnnexp.kind": "stage", "cnnexp.stage": stage.name})
+        study.set_user_attr(RUN_ID, run.run_id)
+    return Stage(storage, study), run
+
+
+def narrowing_text(attrs: dict[str, Any], markdown: bool = True) -> str:
+    """Old -> new ranges and the edge warnings that moved them (from a stage study's attrs),
+    for the console and the MLflow stage run."""
+    st = attrs["cnnexp.stage"]
+    bold = "**" if markdown else ""
+    head = f"Stage {bold}{st['name']}{bold}: {st['trials']} trials x {st['epochs']} epochs, " \
+           f"sampler {st['sampler']}, pruner {st['pruner']}"
+    prev = attrs.get("cnnexp.after")
+    if not prev:
+        return head + " (ranges from the recipe)"
+    lines = [head + f"; ranges narrowed around the top trials of {prev}:"]
+    lines += [f"- `{p}`: {old} -> {new}" if markdown else f"  {p}: {old} -> {new}"
+              for p, (old, new) in attrs.get("cnnexp.narrowing", {}).items()]
+    lines += [("- warning: " if markdown else "  warning: ") + w + " (next range extended past it)"
+              for w in attrs.get("cnnexp.after_warnings", [])]
+    return "\n".join(lines)

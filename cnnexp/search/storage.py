@@ -1,0 +1,274 @@
+"""Optuna storage for cnnexp studies: open it, create each study exactly once, hand a stage's
+trials out as tickets, count them exactly, and recover trials whose worker died.
+
+Each stage is its own Optuna study `<study>/<stage>`. Its creator enqueues exactly `trials`
+WAITING tickets; workers claim one atomically (WAITING -> RUNNING, which the storage arbitrates),
+so any number of workers on any number of machines run exactly the requested count. A trial
+that was interrupted or whose worker died is failed and re-queued with the same parameters,
+following Optuna's retry convention (system attrs `failed_trial` / `retry_history`)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from cnnexp.errors import BadInput, CheckFailed, did_you_mean
+
+DEFAULT_STORAGE = "cnnexp-optuna.journal"
+READY = "cnnexp.ready"
+WORKER = "cnnexp.worker"
+MAX_RETRY = 3  # re-queues of a trial whose worker died (an interrupt is always re-queued)
+HOST = socket.gethostname()
+
+
+def open_storage(url: str, heartbeat: int = 30) -> BaseStorage:
+    """A URL (postgresql://, mysql://, sqlite://, redis://) or a journal file path. RDB storages
+    get Optuna heartbeats, so trials of a worker that vanished are failed and retried."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        if url.startswith("redis://"):
+            from optuna.storages.journal import JournalRedisBackend
+
+            return optuna.storages.JournalStorage(JournalRedisBackend(url))
+        if "://" in url:
+            from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+            raw = RDBStorage(url, heartbeat_interval=heartbeat, grace_period=max(3 * heartbeat, 10),
+                             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                                 max_retry=MAX_RETRY))
+            return optuna.storages.get_storage(raw)
+        from optuna.storages.journal import JournalFileBackend
+
+        path = Path(url).expanduser()
+        if not path.parent.is_dir():
+            raise BadInput(f"--storage {url}: folder {path.parent} does not exist")
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    except BadInput:
+        raise
+    except Exception as exc:  # bad URL, missing driver, unreachable server
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BadInput(f"cannot open --storage {url}: {first}") from None
+
+
+def study_names(storage: BaseStorage) -> list[str]:
+    return [s.study_name for s in storage.get_all_studies()]
+
+
+def require_study(storage: BaseStorage, name: str) -> None:
+    """--resume: the study must exist (closest existing names otherwise)."""
+    names = study_names(storage)
+    if name not in names:
+        roots = sorted({n.split("/")[0] for n in names})
+        raise BadInput(f"--resume: no study '{name}' in this storage{did_you_mean(name, roots)}")
+
+
+def _create_once(storage: BaseStorage, name: str, direction: str) -> bool:
+    try:
+        optuna.create_study(storage=storage, study_name=name, direction=direction)
+        return True
+    except optuna.exceptions.DuplicatedStudyError:
+        return False
+
+
+def ensure_study(storage: BaseStorage, name: str, direction: str,
+                 setup: Callable[[optuna.Study], None], timeout: float = 120.0
+                 ) -> tuple[optuna.Study, bool]:
+    """Load the study, creating it first if nobody has: exactly one process (across machines)
+    runs `setup` (attrs, tickets), the others wait until it marks the study ready."""
+    created = _create_once(storage, name, direction)
+    study = optuna.load_study(study_name=name, storage=storage)
+    if created:
+        study.set_user_attr("cnnexp.setup_by", worker_identity())
+        setup(study)
+        study.set_user_attr(READY, True)
+        return study, True
+    deadline = time.monotonic() + timeout
+    while not study.user_attrs.get(READY):
+        creator = study.user_attrs.get("cnnexp.setup_by")
+        if (creator and not worker_alive(creator)) or time.monotonic() > deadline:
+            raise CheckFailed(f"study '{name}' was left half-created (its creator stopped during "
+                              f"set-up); delete it (`optuna delete-study --study-name '{name}' "
+                              "--storage ...`) and run again")
+        time.sleep(0.2)
+    return study, False
+
+
+def worker_identity() -> dict[str, Any]:
+    return {"host": HOST, "pid": os.getpid(), "start": _proc_start(os.getpid())}
+
+
+def _proc_start(pid: int) -> str | None:
+    """Process start time (Linux), to tell a live worker from a reused pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def worker_alive(w: dict[str, Any]) -> bool:
+    """False only when we can tell the worker is gone: same host, and the pid is dead, a zombie
+    or a different process. Workers on other hosts are judged by heartbeats instead."""
+    if w.get("host") != HOST:
+        return True
+    pid = int(w["pid"])
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(OSError):
+        if Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z":
+            return False
+    start = w.get("start")
+    return not (start and _proc_start(pid) not in (None, start))
+
+
+@dataclass
+class Counts:
+    requested: int = 0
+    waiting: int = 0
+    running: int = 0
+    complete: int = 0
+    pruned: int = 0
+    failed: int = 0
+    retried: int = 0  # failed trials that were re-queued (not counted as failed)
+
+    @property
+    def finished(self) -> int:
+        return self.complete + self.pruned + self.failed
+
+    @property
+    def done(self) -> bool:
+        return self.waiting == 0 and self.running == 0
+
+
+def superseded(trials: list[FrozenTrial]) -> set[int]:
+    return {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+
+
+def counts(trials: list[FrozenTrial]) -> Counts:
+    """Exact per-stage counts: a failed trial that was re-queued counts once, as its retry."""
+    gone = superseded(trials)
+    c = Counts(requested=sum(1 for t in trials if "cnnexp.ticket" in t.user_attrs
+                             and not t.system_attrs.get("retry_history")))
+    for t in trials:
+        if t.number in gone:
+            c.retried += 1
+        elif t.state == TrialState.WAITING:
+            c.waiting += 1
+        elif t.state == TrialState.RUNNING:
+            c.running += 1
+        elif t.state == TrialState.COMPLETE:
+            c.complete += 1
+        elif t.state == TrialState.PRUNED:
+            c.pruned += 1
+        elif t.state == TrialState.FAIL:
+            c.failed += 1
+    return c
+
+
+class Stage:
+    """One stage study: claim tickets, re-queue, reap trials of dead workers."""
+
+    def __init__(self, storage: BaseStorage, study: optuna.Study) -> None:
+        self.storage, self.study = storage, study
+        self.study_id = storage.get_study_id_from_name(study.study_name)
+
+    def trials(self, *states: TrialState) -> list[FrozenTrial]:
+        return self.storage.get_all_trials(self.study_id, deepcopy=False,
+                                           states=states or None)
+
+    def claim(self) -> int | None:
+        """Atomically take a WAITING ticket; None when none is left."""
+        for t in self.trials(TrialState.WAITING):
+            trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, t.number)
+            try:
+                if self.storage.set_trial_state_values(trial_id, TrialState.RUNNING):
+                    self.storage.set_trial_user_attr(trial_id, WORKER, worker_identity())
+                    return trial_id
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue
+        return None
+
+    def requeue(self, t: FrozenTrial, reason: str) -> None:
+        """A WAITING copy of `t` (same params) that the next free worker picks up."""
+        history = [*t.system_attrs.get("retry_history", []), t.number]
+        user = {k: v for k, v in t.user_attrs.items() if not k.startswith("cnnexp.worker")}
+        self.study.add_trial(optuna.trial.create_trial(
+            state=TrialState.WAITING, params=t.params, distributions=t.distributions,
+            user_attrs={**user, "cnnexp.retry_reason": reason},
+            system_attrs={**t.system_attrs, "failed_trial": history[0], "retry_history": history}))
+
+    def fail(self, t: FrozenTrial, reason: str, retry: bool) -> bool:
+        trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, t.number)
+        try:  # attrs first: a finished trial can no longer be updated
+            self.storage.set_trial_user_attr(trial_id, "cnnexp.reason", reason)
+            if not self.storage.set_trial_state_values(trial_id, TrialState.FAIL):
+                return False
+        except optuna.exceptions.UpdateFinishedTrialError:
+            return False
+        if retry:
+            self.requeue(self.storage.get_trial(trial_id), reason)
+        return True
+
+    def reap(self) -> list[FrozenTrial]:
+        """Fail (and re-queue) RUNNING trials whose worker is gone: same-host dead pids for every
+        storage, Optuna heartbeats for RDB storages. Returns the reaped trials."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(self.study)
+        reaped = []
+        for t in self.trials(TrialState.RUNNING):
+            w = t.user_attrs.get(WORKER)
+            orphan = w is None and t.datetime_start is not None and \
+                (datetime.now() - t.datetime_start).total_seconds() > 120
+            if (orphan or (w is not None and not worker_alive(w))) and self.fail(
+                    t, "worker died", retry=len(t.system_attrs.get("retry_history", [])) < MAX_RETRY):
+                reaped.append(t)
+        return reaped
+
+
+def add_tickets(study: optuna.Study, n: int) -> None:
+    for i in range(n):
+        study.enqueue_trial({}, user_attrs={"cnnexp.ticket": i})
+
+
+@contextlib.contextmanager
+def heartbeat(storage: BaseStorage, trial_id: int) -> Iterator[None]:
+    """Optuna's heartbeat for a trial run outside `study.optimize` (RDB storages only)."""
+    interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
+    if not interval:
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            with contextlib.suppress(Exception):  # a missed beat is retried next interval
+                storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
+            if stop.wait(interval):
+                return
+
+    thread = threading.Thread(target=beat, name="optuna-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()

@@ -1,0 +1,193 @@
+"""One search trial: sample its parameters, train with `engine.fit`, report every epoch to
+Optuna (so pruners can stop it), log it as a nested MLflow run, and tell Optuna how it ended."""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from optuna.trial import TrialState
+
+from cnnexp import tracking
+from cnnexp.engine import Callback, FitState, fit
+from cnnexp.search.config import Plan, StagePlan, trial_recipe
+from cnnexp.search.narrow import Choice, Space, fmt
+from cnnexp.search.storage import Stage, heartbeat
+
+if TYPE_CHECKING:
+    from cnnexp.data import DataBundle
+    from cnnexp.schema import Recipe
+
+SHORT = {"weight_decay": "wd", "dropout": "drop", "label_smoothing": "ls", "momentum": "mom",
+         "batch_size": "bs", "translate": "shift", "warmup_epochs": "warmup"}
+
+
+def trial_name(stage: str, number: int, params: dict[str, Any]) -> str:
+    """`coarse-07 lr=3.2e-3 wd=1e-4`: readable in the MLflow run list."""
+    parts = [f"{SHORT.get(p.rpartition('.')[2], p.rpartition('.')[2])}={fmt(v)}"
+             for p, v in params.items()]
+    return " ".join([f"{stage}-{number:02d}", *parts])
+
+
+def suggest(trial: optuna.Trial, space: Space) -> dict[str, Any]:
+    """Parameter names are the recipe paths (`opt.lr`), so Optuna's CLI and dashboard show them."""
+    out: dict[str, Any] = {}
+    for path, p in space.items():
+        if isinstance(p, Choice):
+            out[path] = trial.suggest_categorical(path, list(p.choices))
+        elif p.integer:
+            out[path] = trial.suggest_int(path, int(p.low), int(p.high), log=p.log)
+        else:
+            out[path] = trial.suggest_float(path, p.low, p.high, log=p.log)
+    return out
+
+
+def make_sampler(stage: StagePlan, number: int, worker: int) -> optuna.samplers.BaseSampler:
+    """`random` is seeded per trial number, so a trial's parameters do not depend on which worker
+    ran it; `qmc` shares one scrambled sequence across workers; `tpe` is seeded per worker."""
+    if stage.sampler == "qmc":
+        return optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=stage.seed,
+                                          warn_independent_sampling=False)
+    if stage.sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=stage.seed * 1009 + worker)
+    return optuna.samplers.RandomSampler(seed=(stage.seed * 1_000_003 + number) % 2**32)
+
+
+def make_pruner(stage: StagePlan) -> optuna.pruners.BasePruner:
+    if stage.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=min(5, max(1, stage.trials // 3)),
+                                           n_warmup_steps=max(1, stage.epochs // 3))
+    if stage.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=stage.epochs)
+    return optuna.pruners.NopPruner()
+
+
+class Reporter(Callback):
+    """Each epoch's metric to Optuna; raises TrialPruned out of `fit` when the pruner says so."""
+
+    def __init__(self, trial: optuna.Trial, metric: str) -> None:
+        self.trial, self.metric = trial, metric
+
+    def on_epoch_end(self, state: FitState, metrics: dict[str, float]) -> None:
+        value = metrics.get(self.metric, math.nan)
+        if not math.isfinite(value):
+            return  # a diverged epoch: the engine stops and the trial is recorded as such
+        epoch = int(metrics["epoch"])
+        self.trial.report(value, epoch)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+
+
+def objective(history: list[dict[str, float]], metric: str, direction: str,
+              summary: str) -> float | None:
+    """The trial's value: its best epoch (summary: best) or its last one (summary: last)."""
+    values = [h[metric] for h in history if math.isfinite(h.get(metric, math.nan))]
+    if not values:
+        return None
+    if summary == "last":
+        return values[-1]
+    return max(values) if direction == "maximize" else min(values)
+
+
+@dataclass
+class TrialContext:
+    """What a worker gives each trial."""
+
+    plan: Plan
+    stage: StagePlan
+    store: Stage
+    space: Space
+    stage_run: tracking.Run | None
+    device: Any
+    data: Any  # Callable[[Recipe], DataBundle]
+    worker: int = 0
+    callbacks: Sequence[Callback] = field(default_factory=tuple)
+
+
+def run_trial(ctx: TrialContext, trial_id: int) -> str:
+    """Run one claimed trial to its end; returns its state (complete/pruned/failed). Ctrl-C
+    marks it failed, re-queues it with the same parameters, and propagates."""
+    study, storage = ctx.store.study, ctx.store.storage
+    frozen = storage.get_trial(trial_id)
+    number = frozen.number
+    study.sampler = make_sampler(ctx.stage, number, ctx.worker)
+    study.pruner = make_pruner(ctx.stage)
+    # Trial(study, id) is what study.ask() builds after popping a WAITING trial; building it
+    # here lets a worker take exactly one ticket, never a fresh (uncounted) trial.
+    trial = optuna.trial.Trial(study, trial_id)
+    params = suggest(trial, ctx.space)
+    name = trial_name(ctx.stage.name, number, params)
+    recipe = trial_recipe(ctx.plan, params, ctx.stage.epochs)
+    tags = {**tracking.recipe_tags(recipe), "cnnexp.kind": "trial", "cnnexp.stage": ctx.stage.name,
+            "cnnexp.trial": number, "optuna.study": study.study_name,
+            "cnnexp.device": str(ctx.device)}
+    retry = frozen.system_attrs.get("failed_trial")
+    if retry is not None:
+        tags["cnnexp.retry_of"] = retry
+    start = time.perf_counter()
+    trial.set_user_attr("cnnexp.name", name)
+    with heartbeat(storage, trial_id), _mlflow_run(ctx, name, tags) as r:
+        if r is not None:
+            trial.set_user_attr("cnnexp.mlflow_run_id", r.run_id)
+            tracking.log_recipe(r, recipe)
+            r.log_params({"search.stage": ctx.stage.name, "search.trial": number})
+        try:
+            state, value, reason = _train(ctx, trial, recipe, r)
+        except KeyboardInterrupt:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # finish the bookkeeping first
+            ctx.store.fail(storage.get_trial(trial_id), "interrupted", retry=True)
+            if r is not None:
+                r.set_tags({"cnnexp.state": "interrupted", "cnnexp.reason": "interrupted"})
+            raise
+        seconds = time.perf_counter() - start
+        trial.set_user_attr("cnnexp.reason", reason)
+        trial.set_user_attr("cnnexp.seconds", round(seconds, 3))
+        if r is not None:
+            r.set_tags({"cnnexp.state": state.name.lower(), "cnnexp.reason": reason})
+            if value is not None:
+                r.log_metrics({"objective": value, "trial_seconds": seconds})
+            if state == TrialState.FAIL or reason.startswith("diverged"):
+                r.end_status = "FAILED"
+        if state == TrialState.COMPLETE:
+            study.tell(trial, value)
+        else:
+            study.tell(trial, state=state)
+    return state.name.lower()
+
+
+def _mlflow_run(ctx: TrialContext, name: str, tags: dict[str, Any]) -> Any:
+    from contextlib import nullcontext
+
+    if ctx.stage_run is None:
+        return nullcontext(None)
+    return tracking.run(ctx.plan.study, name, parent=ctx.stage_run, tags=tags)
+
+
+def _train(ctx: TrialContext, trial: optuna.Trial, recipe: Recipe,
+           r: tracking.Run | None) -> tuple[TrialState, float | None, str]:
+    plan = ctx.plan
+    callbacks = [*([tracking.EpochLogger(r)] if r is not None else []),
+                 Reporter(trial, plan.metric), *ctx.callbacks]
+    try:
+        data: DataBundle = ctx.data(recipe)
+        result = fit(recipe, data=data, device=ctx.device, callbacks=callbacks)
+    except optuna.TrialPruned as exc:
+        return TrialState.PRUNED, None, str(exc) or "pruned"
+    except Exception as exc:  # one broken trial (e.g. out of memory) must not end the search
+        if r is not None:
+            r.log_text(traceback.format_exc(), "traceback.txt")
+        return TrialState.FAIL, None, f"{type(exc).__name__}: {exc}"[:500]
+    if result.status == "diverged":
+        return TrialState.PRUNED, None, f"diverged ({result.reason})"
+    value = objective(result.history, plan.metric, plan.direction, plan.summary)
+    if value is None:
+        return TrialState.FAIL, None, f"no finite {plan.metric}"
+    if r is not None:
+        r.log_metrics({"best_val_acc": result.best_val_acc})
+    return TrialState.COMPLETE, value, result.reason or result.status

@@ -1,0 +1,145 @@
+"""A search worker: a long-lived loop that claims tickets stage by stage and runs them. The
+dataset is built once per worker and reused by every trial; `worker_main` is the entry point of
+the processes `--workers N` spawns."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from optuna.trial import TrialState
+
+from cnnexp import tracking
+from cnnexp.engine import Callback
+from cnnexp.search.config import Plan
+from cnnexp.search.stages import RUN_ID, ensure_stage, stage_space
+from cnnexp.search.storage import Stage, counts, open_storage
+from cnnexp.search.trial import TrialContext, run_trial
+
+
+@dataclass
+class WorkerArgs:
+    """Picklable: what a spawned worker process receives."""
+
+    plan: Plan
+    index: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    heartbeat: int = 30
+    track: bool = True
+    poll: float = 0.5
+
+
+class Worker:
+    def __init__(self, args: WorkerArgs, storage: Any = None, callbacks: Sequence[Callback] = (),
+                 on_trial: Callable[[], None] | None = None,
+                 say: Callable[[str], None] | None = None) -> None:
+        from cnnexp.device import resolve_device
+
+        self.args, self.plan = args, args.plan
+        self.storage = storage or open_storage(self.plan.storage, args.heartbeat)
+        self.device = resolve_device(args.device)
+        self.callbacks, self.on_trial = callbacks, on_trial or (lambda: None)
+        self.say = say or (lambda text: print(text, file=sys.stderr))
+        self._data: dict[str, Any] = {}
+
+    def data(self, recipe: Any) -> Any:
+        """Built once per distinct data section and kept on the device for every later trial."""
+        key = recipe.data.model_dump_json()
+        if key not in self._data:
+            from cnnexp.data import build_data
+
+            self._data[key] = build_data(recipe).to(self.device)
+        return self._data[key]
+
+    def parent(self) -> tracking.Run | None:
+        if not self.args.track:
+            return None
+        import optuna
+
+        root = optuna.load_study(study_name=self.plan.study, storage=self.storage)
+        return tracking.attach(root.user_attrs.get(RUN_ID))
+
+    def run(self) -> None:
+        parent = self.parent()
+        for stage_plan in self.plan.stages:
+            store, stage_run = ensure_stage(self.storage, self.plan, stage_plan, parent, self.say)
+            ctx = TrialContext(self.plan, stage_plan, store, stage_space(store.study), stage_run,
+                               self.device, self.data, self.args.index, self.callbacks)
+            self._drain(ctx)
+            if stage_run is not None and tracking.run_status(stage_run) == "RUNNING":
+                tracking.end_run(stage_run, "FINISHED")
+
+    def _drain(self, ctx: TrialContext) -> None:
+        """Run tickets until none is left, then wait for other workers' running trials: the next
+        stage's ranges need all of this stage's results."""
+        store = ctx.store
+        while True:
+            for t in store.reap():
+                _end_mlflow(t.user_attrs.get(RUN_ID), "KILLED")
+                self.on_trial()
+            trial_id = store.claim()
+            if trial_id is None:
+                if counts(store.trials()).done:
+                    return
+                time.sleep(self.args.poll)
+                continue
+            self._one(ctx, trial_id)
+            self.on_trial()
+
+    def _one(self, ctx: TrialContext, trial_id: int) -> None:
+        try:
+            run_trial(ctx, trial_id)
+        except KeyboardInterrupt:
+            _settle(ctx.store, trial_id, "interrupted", retry=True)
+            raise
+        except Exception as exc:  # e.g. a sampled combination the recipe schema rejects
+            reason = f"{type(exc).__name__}: {exc}"[:500]
+            _settle(ctx.store, trial_id, reason, retry=False)
+            self.say(f"trial {ctx.store.storage.get_trial(trial_id).number} of "
+                     f"{ctx.stage.name} failed: {reason}")
+
+
+def _settle(store: Stage, trial_id: int, reason: str, retry: bool) -> None:
+    """A trial that ended by an exception before it was told: fail it (and maybe re-queue)."""
+    t = store.storage.get_trial(trial_id)
+    if t.state == TrialState.RUNNING:
+        store.fail(t, reason, retry)
+
+
+def _end_mlflow(run_id: str | None, status: str) -> None:
+    r = tracking.attach(run_id)
+    if r is not None and tracking.run_status(r) == "RUNNING":
+        tracking.end_run(r, status)
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def worker_main(args: WorkerArgs) -> None:
+    """Entry point of a spawned worker. The driver stops workers with SIGTERM (handled like
+    Ctrl-C: the running trial is marked and re-queued); a terminal's Ctrl-C goes to the driver
+    only, so the two never race."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _terminate)
+    from cnnexp.console import quiet_libraries
+    from cnnexp.errors import BadInput, CheckFailed
+
+    quiet_libraries()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        Worker(args).run()
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except (BadInput, CheckFailed) as exc:
+        print(f"worker {args.index}: {exc}", file=sys.stderr)
+        sys.exit(2 if isinstance(exc, BadInput) else 1)

@@ -1,0 +1,158 @@
+"""Real searches on digits (tiny: a data subset, 1-2 epochs) into a temporary Optuna journal and
+a temporary MLflow store: counts, nesting, narrowing, resume after Ctrl-C, the edge check."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import optuna
+import pytest
+
+from cnnexp.engine import Callback
+from cnnexp.search import SearchOptions, run_search
+from cnnexp.search.config import build_plan
+from cnnexp.search.narrow import fmt, from_dict, next_space
+from cnnexp.search.storage import counts, open_storage
+
+FAST = ["data.subset=200", "search.stages.coarse.epochs=1", "search.stages.fine.epochs=2"]
+
+
+def runs_of(client, study: str) -> list:
+    exp = client.get_experiment_by_name(study)
+    return client.search_runs([exp.experiment_id], max_results=1000)
+
+
+def kind(runs: list, k: str) -> list:
+    return [r for r in runs if r.data.tags.get("cnnexp.kind") == k]
+
+
+def test_two_stage_search_end_to_end(cli, workdir: Path, mlflow_client) -> None:
+    res = cli("search", *FAST, "--trials", "coarse=4,fine=2", "--json")
+    assert res.exit_code == 0, res.stderr
+    out = res.json()
+    coarse, fine = out["stages"]
+    assert (coarse["name"], fine["name"]) == ("coarse", "fine")
+    for s, n in ((coarse, 4), (fine, 2)):
+        assert s["trials"] == n == s["complete"] + s["pruned"] + s["failed"]
+        assert set(s) >= {"best_value", "best_params", "ranges", "edge_warnings"}
+
+    # the fine ranges are exactly the narrowing of coarse's top-4 (digits: fine.top_k = 4)
+    plan = build_plan("digits", FAST)
+    space = {p: from_dict(d) for p, d in coarse["ranges"].items()}
+    top = [t["params"] for t in coarse["top"]][:4]
+    want = next_space(space, top, top[0], margin=0.1, bounds=plan.bounds)
+    assert fine["ranges"] == {p: v.to_dict() for p, v in want.space.items()}
+    assert coarse["edge_warnings"] == want.warnings
+    lr, lr0 = fine["ranges"]["opt.lr"], coarse["ranges"]["opt.lr"]
+    assert math.log10(lr["high"] / lr["low"]) < math.log10(lr0["high"] / lr0["low"])
+
+    best = out["best"]
+    assert best["value"] == max(s["best_value"] for s in out["stages"] if s["best_value"])
+
+    # MLflow: study -> stage -> trial, with the trial numbers as tags
+    runs = runs_of(mlflow_client, out["study"])
+    (parent,), stages, trials = kind(runs, "search"), kind(runs, "stage"), kind(runs, "trial")
+    assert parent.info.status == "FINISHED" and parent.info.run_name == out["study"]
+    assert "Search" in parent.data.tags["mlflow.note.content"]
+    assert sorted(r.info.run_name for r in stages) == ["coarse", "fine"]
+    assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in stages)
+    by_stage = {r.info.run_name: r.info.run_id for r in stages}
+    for name, n in (("coarse", 4), ("fine", 2)):
+        mine = [r for r in trials if r.data.tags["cnnexp.stage"] == name]
+        assert len(mine) == n
+        assert all(r.data.tags["mlflow.parentRunId"] == by_stage[name] for r in mine)
+        assert sorted(int(r.data.tags["cnnexp.trial"]) for r in mine) == list(range(n))
+        assert all(r.info.run_name.startswith(f"{name}-0") and " lr=" in r.info.run_name
+                   for r in mine)
+    done = next(r for r in trials if r.data.tags["cnnexp.state"] == "complete")
+    assert len(mlflow_client.get_metric_history(done.info.run_id, "val_acc")) >= 1
+    files = {a.path for a in mlflow_client.list_artifacts(parent.info.run_id)}
+    assert {"trials.csv", "best.yaml", "plots", "search.json"} <= files
+
+    # files: CSV of every trial, and the best recipe trains
+    import pandas as pd
+
+    assert len(pd.read_csv(out["csv_path"])) == 6
+    trained = cli("train", out["best_recipe_path"], "train.epochs=1", "--no-track", "--json")
+    assert trained.exit_code == 0, trained.stderr
+
+    # re-running the same command resumes the finished study: no new trial
+    again = cli("search", *FAST, "--trials", "coarse=4,fine=2", "--json")
+    assert again.exit_code == 0, again.stderr
+    assert again.json()["study"] == out["study"]
+    storage = open_storage("cnnexp-optuna.journal")
+    for name in ("coarse", "fine"):
+        assert len(optuna.load_study(study_name=f"{out['study']}/{name}",
+                                     storage=storage).trials) == (4 if name == "coarse" else 2)
+
+
+class CtrlC(Callback):
+    """Ctrl-C arriving during the first epoch of the k-th trial this process runs."""
+
+    def __init__(self, k: int) -> None:
+        self.k, self.fits = k, 0
+
+    def on_fit_start(self, state) -> None:
+        self.fits += 1
+
+    def on_epoch_end(self, state, metrics) -> None:
+        if self.fits == self.k:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_search_resumes_to_exactly_the_requested_count(workdir: Path,
+                                                                    mlflow_client) -> None:
+    opts = SearchOptions(trials="coarse=4,fine=1")
+    with pytest.raises(KeyboardInterrupt):
+        run_search("digits", FAST, opts, lines=False, callbacks=[CtrlC(3)])
+    study = build_plan("digits", FAST).recipe_name + "-" + build_plan("digits", FAST).fingerprint
+    storage = open_storage("cnnexp-optuna.journal")
+    coarse = optuna.load_study(study_name=f"{study}/coarse", storage=storage)
+    c = counts(coarse.trials)
+    assert (c.finished, c.waiting, c.retried, c.running) == (2, 2, 1, 0)
+    runs = runs_of(mlflow_client, study)
+    (parent,) = kind(runs, "search")
+    assert parent.info.status == "KILLED"
+    (killed,) = [r for r in kind(runs, "trial") if r.info.status == "KILLED"]
+    assert killed.data.tags["cnnexp.state"] == "interrupted"
+
+    out = run_search("digits", FAST, SearchOptions(trials="coarse=4,fine=1", resume=True),
+                     lines=False)
+    assert [(s["name"], s["trials"]) for s in out["stages"]] == [("coarse", 4), ("fine", 1)]
+    c = counts(coarse.trials)
+    assert (c.finished, c.waiting, c.running, c.retried, c.requested) == (4, 0, 0, 1, 4)
+    retry = next(t for t in coarse.trials if t.system_attrs.get("failed_trial") is not None)
+    original = coarse.trials[retry.system_attrs["failed_trial"]]
+    assert retry.params == original.params and retry.state.is_finished()
+
+    runs = runs_of(mlflow_client, study)
+    (parent2,) = kind(runs, "search")
+    assert parent2.info.run_id == parent.info.run_id and parent2.info.status == "FINISHED"
+    finished = [r for r in kind(runs, "trial") if r.data.tags["cnnexp.stage"] == "coarse"
+                and r.info.status != "KILLED"]
+    numbers = [int(r.data.tags["cnnexp.trial"]) for r in finished]
+    assert len(numbers) == 4 and len(set(numbers)) == 4  # no trial ran twice
+    assert int(next(r for r in finished if "cnnexp.retry_of" in r.data.tags)
+               .data.tags["cnnexp.retry_of"]) == original.number
+
+
+def test_edge_warning_when_the_range_is_placed_too_low(cli, workdir: Path) -> None:
+    # lr in [1e-5, 1e-3] is far too small for SGD on digits: after one epoch the lowest val loss
+    # comes from the largest lr tried, which the seeded sampler puts in the top 10% of the range.
+    args = ["opt.warmup_epochs=0", "search.metric=val_loss", "search.summary=last",
+            "search.space.opt.lr={low: 1.0e-5, high: 1.0e-3, log: true}",
+            "search.space.opt.weight_decay=null", "search.space.reg.dropout=null",
+            "search.space.arch.norm=null", "search.stages.coarse.epochs=1",
+            "search.stages.fine.epochs=1"]
+    res = cli("search", *args, "--trials", "coarse=5,fine=1", "--no-track", "--json")
+    assert res.exit_code == 0, res.stderr
+    coarse, fine = res.json()["stages"]
+    best_lr = coarse["best_params"]["opt.lr"]
+    tried = [t["params"]["opt.lr"] for t in coarse["top"]]
+    assert best_lr == max(tried) and math.log10(best_lr) >= -3.2, "precondition"
+    assert coarse["edge_warnings"] == [
+        f"best opt.lr={fmt(best_lr)} is at the upper edge of [1e-5, 0.001]"]
+    assert fine["ranges"]["opt.lr"]["high"] == pytest.approx(1e-2)  # a decade past the edge
+    assert fine["ranges"]["opt.lr"]["low"] > 1e-5  # and narrowed from below
+    assert "upper edge" in res.stderr  # told to the user too
