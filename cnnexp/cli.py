@@ -49,7 +49,10 @@ def train(args: Args = None, device: Device = "auto", seed: Seed = None,
           log_model: Annotated[bool, typer.Option(help="Log the best weights as an artifact.")]
           = False,
           track: Annotated[bool, typer.Option(help="Track in MLflow (--no-track: don't).")]
-          = True) -> None:
+          = True,
+          resume: Annotated[str | None, typer.Option(
+              "--resume", metavar="RUN_ID", help="Continue an interrupted tracked run from its "
+              "last checkpoint (same recipe, same run).")] = None) -> None:
     """Train a recipe and track it in MLflow.
 
     Examples:
@@ -59,26 +62,42 @@ def train(args: Args = None, device: Device = "auto", seed: Seed = None,
         cnnexp train shapes arch=resnet20 opt.lr=0.1 train.epochs=5
 
         cnnexp train my_recipe.yaml --device cuda --json
+
+        cnnexp train --resume 3f2a...                 # continue an interrupted run
     """
 
     def body() -> None:
         from cnnexp.console import quiet_libraries, show_progress, summary_table, \
             training_progress
+        from cnnexp.errors import BadInput
         from cnnexp.recipe import load_recipe
 
-        ref, overrides = split_args(args, seed)
-        recipe = load_recipe(ref, overrides)
-        quiet_libraries()
-        from cnnexp import runner
-
         callbacks = [_EpochPrinter()] if verbose and not json else []
-        with training_progress(show_progress(json, quiet), recipe.name) as bars:
-            out = runner.train(recipe, device=device, experiment=experiment, track=track,
-                               log_model=log_model, callbacks=[*bars, *callbacks])
+        if resume:
+            if args or seed is not None or experiment:
+                raise BadInput("--resume takes no recipe, overrides, --seed or --experiment: "
+                               "the run's own recipe.yaml is used")
+            quiet_libraries()
+            from cnnexp import runner
+
+            with training_progress(show_progress(json, quiet), "resume") as bars:
+                out = runner.resume(resume, device=device, log_model=log_model,
+                                    callbacks=[*bars, *callbacks])
+            name = f"resume {resume}"
+        else:
+            ref, overrides = split_args(args, seed)
+            recipe = load_recipe(ref, overrides)
+            quiet_libraries()
+            from cnnexp import runner
+
+            with training_progress(show_progress(json, quiet), recipe.name) as bars:
+                out = runner.train(recipe, device=device, experiment=experiment, track=track,
+                                   log_model=log_model, callbacks=[*bars, *callbacks])
+            name = recipe.name
         if json:
             emit_json(out)
         elif not quiet:
-            summary_table(f"cnnexp train {recipe.name}", out)
+            summary_table(f"cnnexp train {name}", out)
         if out["status"] == "diverged":
             raise typer.Exit(1)
 
@@ -339,62 +358,6 @@ def bench(args: Args = None, device: Device = "auto", json: Json = False,
         rows |= {f"{k} ms/step ({out['share'][k]:.0%})": v
                  for k, v in out["ms_per_step"].items()}
         summary_table(f"cnnexp bench {recipe.name} (batch {out['batch_size']})", rows)
-
-    guarded(body)
-
-
-@app.command()
-def search(args: Args = None,
-           stages: Annotated[str | None, typer.Option(
-               help="Stages to run, in order, from the recipe's search.stages "
-                    "(default: all, e.g. coarse,fine).")] = None,
-           trials: Annotated[str | None, typer.Option(
-               help="Trials per stage: N for every stage, or coarse=8,fine=4.")] = None,
-           study: Annotated[str | None, typer.Option(
-               help="Study name (default: RECIPE-HASH, a hash of the recipe and space, so "
-                    "re-running the same command resumes).")] = None,
-           storage: Annotated[str | None, typer.Option(
-               help="Optuna storage: a journal file (default ./cnnexp-optuna.journal, safe for "
-                    "several processes) or a URL such as postgresql://user@host/db.")] = None,
-           workers: Annotated[int, typer.Option(help="Worker processes on this host.")] = 1,
-           devices: Annotated[str | None, typer.Option(
-               help="Devices given to workers round-robin, e.g. cuda:0,cuda:1 (default: auto).")]
-           = None,
-           resume: Annotated[bool, typer.Option(
-               help="Continue an existing study (error if there is none).")] = False,
-           heartbeat: Annotated[int, typer.Option(
-               help="Seconds between trial heartbeats (database storages): a trial whose worker "
-                    "died is retried after 3 missed beats.")] = 30,
-           out: Annotated[str | None, typer.Option(
-               help="Folder for trials.csv, best.yaml and plots (default: "
-                    "outputs/search/STUDY).")] = None,
-           json: Json = False, quiet: Quiet = False) -> None:
-    """Coarse -> fine random search in log space (Optuna), tracked in MLflow.
-
-    The recipe's `search` section holds the space and the stages; each stage after the first
-    narrows the ranges around the previous stage's best trials, and a best value at the edge of
-    its range is flagged and the next range extended past it.
-
-    Examples:
-
-        cnnexp search                                  # digits: coarse then fine
-
-        cnnexp search --trials coarse=8,fine=4 --workers 2 --json
-
-        cnnexp search shapes --devices cuda:0,cuda:1 --workers 2 --storage postgresql://h/db
-
-        cnnexp search --resume                         # continue after Ctrl-C
-    """
-
-    def body() -> None:
-        from cnnexp.search.command import search_command
-        from cnnexp.search.driver import SearchOptions
-
-        ref, overrides = split_args(args)
-        opts = SearchOptions(stages=stages, trials=trials, study=study, storage=storage,
-                             workers=workers, devices=devices, resume=resume,
-                             heartbeat=heartbeat, out=out)
-        search_command(ref, overrides, opts, json=json, quiet=quiet)
 
     guarded(body)
 

@@ -50,18 +50,65 @@ def train(recipe: Recipe, *, device: str = "auto", experiment: str | None = None
                       description=recipe.description or None) as r:
         tracking.log_recipe(r, recipe)
         r.log_dataset(data)
-        result = fit(recipe, data=data, device=dev,
-                     callbacks=[tracking.EpochLogger(r), *callbacks])
-        summary = result.summary()
-        r.log_metrics({"best_val_acc": summary["best_val_acc"], "seconds": summary["seconds"],
-                       "images_per_sec": summary["images_per_sec"], "params": result.params})
-        r.set_tags({"cnnexp.status": result.status, "cnnexp.reason": result.reason})
-        r.describe(describe_result(recipe, result))
-        if result.status == "diverged":
-            r.end_status = "FAILED"
-        if log_model and result.best_state is not None:
-            with tempfile.TemporaryDirectory() as tmp:
-                path = Path(tmp) / "best.pt"
-                torch.save(result.best_state, path)
-                r.log_artifact(str(path), "model")
-        return {"run_id": r.run_id, "experiment_id": r.experiment_id, **summary}
+        return _fit_tracked(r, recipe, data, dev, callbacks, log_model, resume=None)
+
+
+def resume(run_id: str, *, device: str = "auto", log_model: bool = False,
+           callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
+    """Continue a tracked run from its last checkpoint, logging into the same run."""
+    from cnnexp import tracking
+    from cnnexp.engine.checkpoint import load
+    from cnnexp.errors import BadInput
+    from cnnexp.recipe import load_recipe
+
+    tracking.get_run(run_id)  # BadInput when the store has no such run
+    with tempfile.TemporaryDirectory() as tmp:
+        recipe_path = tracking.download(run_id, "recipe.yaml", Path(tmp))
+        ckpt_path = tracking.download(run_id, CHECKPOINT, Path(tmp))
+        if recipe_path is None or ckpt_path is None:
+            raise BadInput(f"run '{run_id}' has no checkpoint to resume from (checkpoints are "
+                           "saved by tracked runs every train.checkpoint_seconds)")
+        recipe = load_recipe(str(recipe_path))
+        ckpt = load(ckpt_path)
+    data = build_data(recipe)
+    dev = resolve_device(device)
+    with tracking.reopen(run_id) as r:
+        return _fit_tracked(r, recipe, data, dev, callbacks, log_model, resume=ckpt)
+
+
+CHECKPOINT = "checkpoints/last.pt"
+
+
+def _checkpointer(r: Any, recipe: Recipe) -> Callback:
+    """Save into the run's artifact folder when it is local (atomic rename); else save to a
+    temporary file and upload it as the artifact after each save."""
+    from cnnexp.engine.checkpoint import Checkpointer
+
+    local = r.local_artifact_dir()
+    if local is not None:
+        return Checkpointer(local / CHECKPOINT, recipe.train.checkpoint_seconds)
+    tmp = Path(tempfile.mkdtemp(prefix="cnnexp-ckpt-")) / "last.pt"
+    return Checkpointer(tmp, recipe.train.checkpoint_seconds,
+                        after_save=lambda p: r.log_artifact(str(p), "checkpoints"))
+
+
+def _fit_tracked(r: Any, recipe: Recipe, data: DataBundle, dev: torch.device,
+                 callbacks: Sequence[Callback], log_model: bool,
+                 resume: dict | None) -> dict[str, Any]:
+    from cnnexp import tracking
+
+    result = fit(recipe, data=data, device=dev, resume=resume,
+                 callbacks=[tracking.EpochLogger(r), _checkpointer(r, recipe), *callbacks])
+    summary = result.summary()
+    r.log_metrics({"best_val_acc": summary["best_val_acc"], "seconds": summary["seconds"],
+                   "images_per_sec": summary["images_per_sec"], "params": result.params})
+    r.set_tags({"cnnexp.status": result.status, "cnnexp.reason": result.reason})
+    r.describe(describe_result(recipe, result))
+    if result.status == "diverged":
+        r.end_status = "FAILED"
+    if log_model and result.best_state is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "best.pt"
+            torch.save(result.best_state, path)
+            r.log_artifact(str(path), "model")
+    return {"run_id": r.run_id, "experiment_id": r.experiment_id, **summary}

@@ -106,6 +106,9 @@ class TrainCfg(Strict):
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"  # CUDA only; auto = bf16 if supported
     channels_last: bool = True  # CUDA only
     compile: bool = False
+    # tracked runs save a resumable checkpoint after an epoch at most this often (0 = every
+    # epoch); `cnnexp train --resume RUN_ID` continues from the last one
+    checkpoint_seconds: float = Field(30.0, ge=0.0)
 
 
 class Recipe(Strict):

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import mlflow
@@ -102,6 +103,15 @@ class Run:
     def log_artifact(self, local_path: str, folder: str | None = None) -> None:
         self.client.log_artifact(self.run_id, local_path, folder)
 
+    def local_artifact_dir(self) -> Path | None:
+        """The run's artifact folder when it is on this file system (files can then be
+        written there directly, atomically), else None."""
+        from urllib.parse import urlparse
+        from urllib.request import url2pathname
+
+        parsed = urlparse(self.client.get_run(self.run_id).info.artifact_uri)
+        return Path(url2pathname(parsed.path)) if parsed.scheme in ("", "file") else None
+
     def log_dataset(self, data: DataBundle, context: str = "train") -> None:
         from mlflow.data.code_dataset_source import CodeDatasetSource
         from mlflow.data.meta_dataset import MetaDataset
@@ -127,24 +137,52 @@ def _digest(data: DataBundle) -> str:
 def run(experiment: str, name: str, *, parent: Run | None = None,
         tags: Mapping[str, Any] | None = None, description: str | None = None) -> Iterator[Run]:
     """Create a run, yield it, and end it with the status that matches how the block ended."""
-    c = parent.client if parent else client()
-    exp_id = parent.experiment_id if parent else experiment_id(experiment, c)
-    all_tags = {k: str(v) for k, v in (tags or {}).items()}
-    if parent:
-        all_tags[PARENT_TAG] = parent.run_id
-    if description:
-        all_tags[NOTE_TAG] = description
-    created = c.create_run(exp_id, run_name=name, tags=all_tags)
-    handle = Run(c, created.info.run_id, exp_id)
+    with _ending(start_run(experiment, name, parent=parent, tags=tags,
+                           description=description)) as handle:
+        yield handle
+
+
+@contextmanager
+def _ending(handle: Run) -> Iterator[Run]:
+    """End the run with the status that matches how the block ended."""
     try:
         yield handle
     except KeyboardInterrupt:
-        c.set_terminated(handle.run_id, "KILLED")
+        handle.client.set_terminated(handle.run_id, "KILLED")
         raise
     except BaseException:
-        c.set_terminated(handle.run_id, "FAILED")
+        handle.client.set_terminated(handle.run_id, "FAILED")
         raise
-    c.set_terminated(handle.run_id, handle.end_status)
+    handle.client.set_terminated(handle.run_id, handle.end_status)
+
+
+def get_run(run_id: str, c: MlflowClient | None = None):  # noqa: ANN201 - mlflow Run
+    """The MLflow run, or BadInput naming the id when the store has no such run."""
+    from cnnexp.errors import BadInput
+
+    c = c or client()
+    try:
+        return c.get_run(run_id)
+    except mlflow.exceptions.MlflowException:
+        raise BadInput(f"no run '{run_id}' in the tracking store {tracking_uri()}") from None
+
+
+@contextmanager
+def reopen(run_id: str) -> Iterator[Run]:
+    """Continue logging into an existing run (status RUNNING again until the block ends)."""
+    c = client()
+    info = get_run(run_id, c).info
+    c.update_run(run_id, status="RUNNING")
+    with _ending(Run(c, run_id, info.experiment_id)) as handle:
+        yield handle
+
+
+def download(run_id: str, artifact_path: str, dst: Path) -> Path | None:
+    """An artifact of the run copied to dst, or None when the run has none at that path."""
+    try:
+        return Path(client().download_artifacts(run_id, artifact_path, str(dst)))
+    except (mlflow.exceptions.MlflowException, OSError):
+        return None
 
 
 def recipe_tags(recipe: Recipe) -> dict[str, str]:
@@ -168,46 +206,6 @@ class EpochLogger(Callback):
     def on_epoch_end(self, state: FitState, metrics: dict[str, float]) -> None:
         step = int(metrics["epoch"])
         self.run.log_metrics({k: v for k, v in metrics.items() if k != "epoch"}, step=step)
-
-
-# Runs that outlive one process (search: a stage run is created by one worker and ended by
-# whichever worker finishes the stage; a study's parent run is reopened on --resume).
-def start_run(experiment: str, name: str, *, parent: Run | None = None,
-              tags: Mapping[str, Any] | None = None, description: str | None = None) -> Run:
-    """Create a run without ending it; end it later with `end_run` (from any process)."""
-    c = parent.client if parent else client()
-    exp_id = parent.experiment_id if parent else experiment_id(experiment, c)
-    all_tags = {k: str(v) for k, v in (tags or {}).items()}
-    if parent:
-        all_tags[PARENT_TAG] = parent.run_id
-    if description:
-        all_tags[NOTE_TAG] = description
-    created = c.create_run(exp_id, run_name=name, tags=all_tags)
-    return Run(c, created.info.run_id, exp_id)
-
-
-def attach(run_id: str | None, c: MlflowClient | None = None) -> Run | None:
-    """A handle on an existing run of the current store; None if it is not there."""
-    if not run_id:
-        return None
-    c = c or client()
-    try:
-        info = c.get_run(run_id).info
-    except mlflow.exceptions.MlflowException:
-        return None
-    return Run(c, info.run_id, info.experiment_id)
-
-
-def run_status(r: Run) -> str:
-    return r.client.get_run(r.run_id).info.status
-
-
-def end_run(r: Run, status: str = "FINISHED") -> None:
-    """FINISHED / FAILED / KILLED, or RUNNING to reopen a run (resume)."""
-    if status == "RUNNING":
-        r.client.update_run(r.run_id, status="RUNNING")
-    else:
-        r.client.set_terminated(r.run_id, status)
 
 
 # Runs that outlive one process (search: a stage run is created by one worker and ended by

@@ -162,10 +162,15 @@ class Trainer:
         return {"train_loss": float(loss_sum) / max(seen, 1),
                 "train_acc": int(correct) / max(seen, 1), "train_images": seen}
 
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights evaluation uses: the EMA copy when reg.ema is on."""
+        return self.ema.module if self.ema is not None else self.model
+
     @torch.no_grad()
     def predict_logits(self, model: nn.Module | None = None, split: str = "val") -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and labels over a split (TTA: average with the flipped image)."""
-        model = model or (self.ema.module if self.ema is not None else self.model)
+        model = model or self.eval_model
         model.eval()
         batches = self.val_batches if split == "val" else Batches(
             self.data, "train", self.recipe.train.eval_batch_size, self.device, False)
@@ -186,10 +191,36 @@ class Trainer:
                 "val_acc": float((logits.argmax(1) == y).float().mean())}
 
 
+@dataclass
+class Progress:
+    """Everything `fit` tracks across epochs; checkpointed so a resumed run continues exactly."""
+
+    best_key: tuple[float, float] | None = None
+    best_state: dict[str, torch.Tensor] | None = None
+    best_epoch: int = 0
+    best_loss: float = math.inf
+    since_improved: int = 0
+    train_seconds: float = 0.0
+    images: int = 0
+
+    def update(self, epoch: int, val: dict[str, float], eval_model: nn.Module) -> None:
+        key = (val["val_acc"], -val["val_loss"])
+        if self.best_key is None or key > self.best_key:
+            self.best_key, self.best_epoch = key, epoch
+            self.best_state = copy.deepcopy(eval_model.state_dict())
+        if val["val_loss"] < self.best_loss - 1e-6:
+            self.best_loss, self.since_improved = val["val_loss"], 0
+        else:
+            self.since_improved += 1
+
+
 def fit(recipe: Recipe, *, data: DataBundle | None = None, device: str | torch.device = "auto",
-        callbacks: Sequence[Callback] = (), model: nn.Module | None = None) -> FitResult:
+        callbacks: Sequence[Callback] = (), model: nn.Module | None = None,
+        resume: dict | None = None) -> FitResult:
     """Train `recipe` for its epochs, evaluating each epoch. Stops early on divergence (non-finite
-    loss), on early-stopping patience, or when a callback sets `state.stop`."""
+    or exploding loss), on early-stopping patience, or when a callback sets `state.stop`.
+    `resume` is a checkpoint from cnnexp.engine.checkpoint: training continues after its epoch
+    with model, optimiser, schedule, progress and RNG state restored."""
     start = time.perf_counter()
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     data = data or build_data(recipe)
@@ -197,18 +228,21 @@ def fit(recipe: Recipe, *, data: DataBundle | None = None, device: str | torch.d
     state = FitState(recipe, trainer.model, trainer.data, dev, recipe.train.epochs,
                      len(trainer.train_batches))
     state.trainer = trainer  # type: ignore[attr-defined]  # for callbacks that need internals
+    progress = Progress()
+    if resume is not None:
+        from cnnexp.engine.checkpoint import restore
+
+        restore(resume, trainer, state, progress)
+    state.progress = progress  # type: ignore[attr-defined]
     for cb in callbacks:
         cb.on_fit_start(state)
-    status, reason, train_seconds, images = "completed", "", 0.0, 0
-    best: tuple[float, float] | None = None
-    best_state, best_epoch, since_improved, best_loss = None, 0, 0, math.inf
-    for epoch in range(1, recipe.train.epochs + 1):
+    status, reason = "completed", ""
+    for epoch in range(state.epoch + 1, recipe.train.epochs + 1):
         state.epoch = epoch
         t0 = time.perf_counter()
         train = trainer.train_epoch(state, callbacks)
-        t1 = time.perf_counter()
-        train_seconds += t1 - t0
-        images += int(train.pop("train_images"))
+        progress.train_seconds += time.perf_counter() - t0
+        progress.images += int(train.pop("train_images"))
         diverged = is_diverged(train["train_loss"], data.num_classes)
         val = {"val_loss": math.nan, "val_acc": math.nan} if diverged else trainer.evaluate()
         metrics = {"epoch": epoch, **train, **val, "lr": trainer.schedule.lr,
@@ -219,30 +253,25 @@ def fit(recipe: Recipe, *, data: DataBundle | None = None, device: str | torch.d
                                           f"{epoch} (non-finite or > {DIVERGED_FACTOR} x ln C)")
         else:
             trainer.schedule.epoch_end(val["val_loss"])
-            key = (val["val_acc"], -val["val_loss"])
-            if best is None or key > best:
-                best, best_epoch = key, epoch
-                eval_model = trainer.ema.module if trainer.ema is not None else trainer.model
-                best_state = copy.deepcopy(eval_model.state_dict())
-            if val["val_loss"] < best_loss - 1e-6:
-                best_loss, since_improved = val["val_loss"], 0
-            else:
-                since_improved += 1
+            progress.update(epoch, val, trainer.eval_model)
         for cb in callbacks:
             cb.on_epoch_end(state, metrics)
         if diverged:
             break
-        if recipe.reg.patience and since_improved >= recipe.reg.patience:
-            status, reason = "early_stopped", f"val_loss not improved for {since_improved} epochs"
+        if recipe.reg.patience and progress.since_improved >= recipe.reg.patience:
+            status = "early_stopped"
+            reason = f"val_loss not improved for {progress.since_improved} epochs"
             break
         if state.stop:
             status, reason = "stopped", state.stop_reason
             break
+    secs = progress.train_seconds
     result = FitResult(status=status, history=state.history,
-                       seconds=time.perf_counter() - start, train_seconds=train_seconds,
-                       images_per_sec=images / train_seconds if train_seconds else 0.0,
+                       seconds=time.perf_counter() - start, train_seconds=secs,
+                       images_per_sec=progress.images / secs if secs else 0.0,
                        params=count_params(trainer.model), model=trainer.model,
-                       best_state=best_state, best_epoch=best_epoch, reason=reason)
+                       best_state=progress.best_state, best_epoch=progress.best_epoch,
+                       reason=reason)
     result.extra["trainer"] = trainer
     for cb in callbacks:
         cb.on_fit_end(state, result)
