@@ -67,8 +67,7 @@ def train(args: Args = None, device: Device = "auto", seed: Seed = None,
     """
 
     def body() -> None:
-        from cnnexp.console import quiet_libraries, show_progress, summary_table, \
-            training_progress
+        from cnnexp.console import quiet_libraries, show_progress, summary_table, training_progress
         from cnnexp.errors import BadInput
         from cnnexp.recipe import load_recipe
 
@@ -107,10 +106,10 @@ def train(args: Args = None, device: Device = "auto", seed: Seed = None,
 class _EpochPrinter:
     """-v: one line per epoch on stderr."""
 
-    def __getattr__(self, name: str):  # noqa: ANN204 - the other hooks are no-ops
+    def __getattr__(self, name: str):
         return lambda *a, **k: None
 
-    def on_epoch_end(self, state, metrics) -> None:  # noqa: ANN001
+    def on_epoch_end(self, state, metrics) -> None:
         err.print(" ".join(f"{k}={v:.4g}" for k, v in metrics.items()), highlight=False)
 
 

@@ -156,7 +156,7 @@ def _ending(handle: Run) -> Iterator[Run]:
     handle.client.set_terminated(handle.run_id, handle.end_status)
 
 
-def get_run(run_id: str, c: MlflowClient | None = None):  # noqa: ANN201 - mlflow Run
+def get_run(run_id: str, c: MlflowClient | None = None):
     """The MLflow run, or BadInput naming the id when the store has no such run."""
     from cnnexp.errors import BadInput
 
