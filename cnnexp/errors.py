@@ -7,7 +7,11 @@ from collections.abc import Iterable
 
 
 class BadInput(Exception):
-    """The user gave something cnnexp cannot use: a recipe, an override, a path, a name."""
+    """The user gave something cnnexp cannot use: a recipe, an override, a path, a name.
+    The message is always one line (library messages may carry newlines)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).split()))
 
 
 class CheckFailed(Exception):

@@ -133,7 +133,11 @@ def compose(ref: str | None = None, overrides: Sequence[str] = ()) -> dict[str, 
     path = find("experiments", ref)
     exp = read_yaml(path)
     parsed = [parse_override(o) for o in overrides]
-    defaults = dict(exp.pop("defaults", {}) or {})
+    defaults = exp.pop("defaults", {}) or {}
+    if not isinstance(defaults, dict):
+        raise BadInput(f"{path}: 'defaults' must map groups to component names, e.g. "
+                       "{data: digits, arch: small_cnn}")
+    defaults = dict(defaults)
     unknown_groups = [g for g in defaults if g not in GROUPS]
     if unknown_groups:
         g = unknown_groups[0]
@@ -152,7 +156,7 @@ def compose(ref: str | None = None, overrides: Sequence[str] = ()) -> dict[str, 
     for key, value in parsed:
         if key not in GROUPS:
             set_path(tree, key, value)
-    tree["defaults"] = {g: tree[g]["name"] for g in GROUPS if g in tree}
+    tree["defaults"] = {g: defaults[g] for g in GROUPS if g in defaults}
     return tree
 
 
