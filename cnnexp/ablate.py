@@ -60,10 +60,11 @@ class Options:
 
 def default_out(name: str) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    path, i = Path("ablations") / f"{name}-{stamp}", 1
+    root = Path("outputs") / "ablate"  # outputs/ is where every command writes its files
+    path, i = root / f"{name}-{stamp}", 1
     while path.exists():
         i += 1
-        path = Path("ablations") / f"{name}-{stamp}-{i}"
+        path = root / f"{name}-{stamp}-{i}"
     return path
 
 
@@ -96,7 +97,8 @@ def _finished_runs(exp_id: str, name: str, kind: str, needs: str) -> list[Any]:
 
 def _reused(run: Any, metric: str) -> SeedResult:
     m = run.data.metrics
-    return SeedResult(value=m.get("ablation_metric", math.nan),
+    logged = {"val_acc": "final_val_acc", "val_loss": "final_val_loss"}.get(metric, metric)
+    return SeedResult(value=m.get(logged, math.nan),
                       train_acc=m.get("final_train_acc", math.nan),
                       val_acc=m.get("final_val_acc", math.nan),
                       status=run.data.tags["cnnexp.status"], params=int(m.get("params", 0)),
@@ -189,8 +191,8 @@ def _seed_line(label: str, seed: int, metric: str, r: SeedResult) -> str:
 def table_info(name: str, spec: AblationSpec, arms: Sequence[Arm], retuned: bool,
                epochs: int) -> TableInfo:
     notes = [f"Mode {spec.mode}; {spec.seeds} seed(s) per arm, {epochs} epoch(s) each; "
-             f"baseline recipe `{arms[0].recipe.name}`; metric `{spec.metric}` (final epoch"
-             f"{'' if spec.metric != 'best_val_acc' else ', best epoch'}).",
+             f"baseline recipe `{arms[0].recipe.name}`; metric `{spec.metric}` "
+             f"({'best epoch' if spec.metric == 'best_val_acc' else 'final epoch'}).",
              f"Verdict: Welch t-test over seeds, p < {spec.alpha:g} → helps/hurts by the sign "
              "of Δ; otherwise within noise; n/a below 2 seeds.",
              "train–val gap = final train accuracy (augmented, dropout on) − val accuracy."]

@@ -115,6 +115,7 @@ def test_resume_reuses_finished_runs_and_retrains_unfinished(cli, mlflow_client,
     seeds = _runs(mlflow_client, name, "ablation-seed")
     # 2 from the first run + seed 1 of both arms + seed 0 of the unfinished arm again
     assert len(seeds) == 5
+    assert second.json()["out_dir"].startswith(str(Path("outputs") / "ablate" / "resume-"))
     with (Path(second.json()["out_dir"]) / "seeds.csv").open() as fh:
         reused = {(r["arm"], r["seed_index"]): r["reused"] for r in csv.DictReader(fh)}
     assert reused == {("baseline", "0"): "True", ("baseline", "1"): "False",

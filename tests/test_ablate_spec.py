@@ -98,7 +98,7 @@ def test_bad_specs_exit_2_before_anything_runs(cli, workdir: Path, text: str, me
     assert res.exit_code == 2, res.stderr
     assert message in res.stderr and "Traceback" not in res.stderr
     assert res.stdout == ""
-    assert not (workdir / "ablations").exists() and not (workdir / "mlflow.db").exists()
+    assert not (workdir / "outputs").exists() and not (workdir / "mlflow.db").exists()
 
 
 @pytest.mark.parametrize(("args", "message"), [
