@@ -190,7 +190,7 @@ def ablate(args: Args = None,
                "--resume", help="Reuse finished arm × seed runs found in MLflow.")] = False,
            out: Annotated[str | None, typer.Option(
                help="Folder for table.md/.csv/.html and chart.png "
-                    "(default: ./ablations/SPEC-TIME/).")] = None,
+                    "(default: outputs/ablate/SPEC-TIME/).")] = None,
            dry_run: Annotated[bool, typer.Option(
                "--dry-run", help="Compose and print every arm's overrides; train nothing.")]
            = False,
