@@ -41,6 +41,12 @@ def _pp(value: float) -> str:
     return "n/a" if not math.isfinite(value) else f"{value * 100:+.2f} pp"
 
 
+def _p(value: float) -> str:
+    if not math.isfinite(value):
+        return "n/a"
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
 def cells(rows: Sequence[Row], info: TableInfo) -> tuple[list[str], list[list[str]]]:
     """Header and string cells shared by the Markdown, HTML and terminal tables."""
     cumulative = info.mode == "cumulative"
@@ -62,7 +68,7 @@ def cells(rows: Sequence[Row], info: TableInfo) -> tuple[list[str], list[list[st
                 "—" if ref else _num(row.delta, info.metric, signed=True)]
         if cumulative:
             line.append("—" if ref else _num(row.delta_baseline, info.metric, signed=True))
-        line += ["—" if ref else ("n/a" if not math.isfinite(row.p_value) else f"{row.p_value:.3f}"),
+        line += ["—" if ref else _p(row.p_value),
                  "—" if ref else row.verdict,
                  "n/a" if not math.isfinite(row.train_val_gap) else f"{row.train_val_gap * 100:.2f} pp",
                  "—" if ref else _pp(row.gap_change), f"{row.params:,}", f"{row.seconds:.1f}"]

@@ -1,0 +1,63 @@
+"""Ablation table rendering from known rows: Markdown, HTML, CSV and the chart."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import pytest
+
+from cnnexp.ablate_stats import SeedResult, summarize
+from cnnexp.ablate_table import TableInfo, bar_chart, html_page, markdown, write_csv
+
+
+def _seeds(values: list[float]) -> list[SeedResult]:
+    return [SeedResult(value=v, train_acc=0.99, val_acc=v,
+                       status="diverged" if math.isnan(v) else "completed", params=1234,
+                       seconds=2.5) for v in values]
+
+
+def _rows(cumulative: bool = False):
+    return summarize([("start", _seeds([0.50, 0.52, 0.51])), ("+bn", _seeds([0.60, 0.62, 0.61])),
+                      ("+aug", _seeds([0.61, math.nan])), ("+reg", _seeds([math.nan]))],
+                     cumulative=cumulative)
+
+
+def _info(mode: str = "leave-one-out", retuned: bool = False) -> TableInfo:
+    return TableInfo("Ablation t", "val_acc", True, mode, {"+bn": "arch.norm=batch"},
+                     ["a note | with a pipe"], retuned)
+
+
+def test_markdown_table_rows_and_formatting() -> None:
+    text = markdown(_rows(), _info())
+    lines = [line for line in text.splitlines() if line.startswith("| ")]
+    assert len(lines) == 1 + 4  # header + one row per arm
+    assert lines[0].startswith("| Arm | Change | val_acc (mean ± std) | n | Δ vs baseline |")
+    assert "| +bn | arch.norm=batch | 61.00 ± 1.00% | 3 | +10.00 pp | <0.001 | helps |" in text
+    assert "| +aug | — | 61.00% | 1/2 | +10.00 pp |" in text  # one seed left: no std, no test
+    assert "| +reg | — | diverged | 0/1 | n/a | n/a | diverged |" in text
+    assert "- a note | with a pipe" in text
+
+
+def test_cumulative_and_retuned_columns() -> None:
+    rows = summarize([("start", _seeds([0.5, 0.52])), ("+bn", _seeds([0.6, 0.62]))],
+                     cumulative=True, lrs=[0.05, 0.0123])
+    text = markdown(rows, _info("cumulative", retuned=True))
+    assert "Δ vs previous | Δ vs start |" in text and "LR (retuned)" in text
+    assert text.rstrip().splitlines()[-3].endswith("| 0.0123 |")
+
+
+def test_html_csv_and_chart(tmp_path: Path) -> None:
+    rows, info = _rows(), _info()
+    page = html_page(rows, info)
+    assert page.count("<tr>") == 1 + 4 and "a note | with a pipe" in page
+    write_csv(rows, info, tmp_path / "t.csv")
+    with (tmp_path / "t.csv").open() as fh:
+        recs = list(csv.DictReader(fh))
+    assert [r["arm"] for r in recs] == ["start", "+bn", "+aug", "+reg"]
+    assert float(recs[1]["mean"]) == pytest.approx(0.61) and recs[3]["verdict"] == "diverged"
+    fig = bar_chart(rows, info)
+    fig.savefig(tmp_path / "c.png")
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["start", "+bn", "+aug", "+reg"]
