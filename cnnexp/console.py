@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 T = TypeVar("T")
 err = Console(stderr=True)
@@ -44,10 +45,10 @@ def guarded(fn: Callable[[], T]) -> T:
     try:
         return fn()
     except BadInput as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except CheckFailed as exc:
-        err.print(f"[bold red]failed:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]failed:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]")

@@ -173,14 +173,24 @@ def describe_error(exc: ValidationError) -> str:
     loc = ".".join(str(p) for p in err["loc"])
     if err["type"] == "extra_forbidden":
         section, _, leaf = loc.rpartition(".")
-        siblings = [k.rpartition(".")[2] for k in valid_keys() if k.rpartition(".")[0] == section]
-        near = closest(leaf, siblings)
+        near = closest(leaf, fields_at(section))
         hint = f" (did you mean '{section + '.' if section else ''}{near[0]}'?)" if near else \
             did_you_mean(loc, valid_keys())
         return f"unknown key '{loc}'{hint}"
     value = err.get("input")
     shown = "" if isinstance(value, dict) else f" (got {value!r})"
     return f"invalid value for '{loc}': {err['msg']}{shown}"
+
+
+def fields_at(section: str) -> list[str]:
+    """Field names of the schema section at a dotted path ('' = top level)."""
+    model: type[BaseModel] = Recipe
+    for part in filter(None, section.split(".")):
+        ann = model.model_fields[part].annotation if part in model.model_fields else None
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return []
+        model = ann
+    return list(model.model_fields)
 
 
 def valid_keys(model: type[BaseModel] = Recipe, prefix: str = "") -> list[str]:

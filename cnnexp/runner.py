@@ -11,7 +11,9 @@ import torch
 
 from cnnexp.data import DataBundle, build_data
 from cnnexp.device import resolve_device
+from cnnexp.diagnose_log import diagnose_fit, log_classification, log_diagnosis, summary_fields
 from cnnexp.engine import Callback, FitResult, fit
+from cnnexp.models import ModelSpec, build_model
 from cnnexp.schema import Recipe
 
 
@@ -36,12 +38,15 @@ def train(recipe: Recipe, *, device: str = "auto", experiment: str | None = None
           callbacks: Sequence[Callback] = (), data: DataBundle | None = None) -> dict[str, Any]:
     """Train one recipe; returns the summary the CLI prints (run ids when tracked).
 
-    Data and device are resolved before any MLflow run exists, so bad input leaves no run."""
+    Data, device and model are built before any MLflow run exists, so bad input leaves no
+    run."""
     data = data or build_data(recipe)
     dev = resolve_device(device)
+    model = build_model(recipe, ModelSpec(data.channels, data.num_classes, data.image_size))
     if not track:
-        result = fit(recipe, data=data, device=dev, callbacks=callbacks)
-        return {"run_id": None, "experiment_id": None, **result.summary()}
+        result = fit(recipe, data=data, device=dev, callbacks=callbacks, model=model)
+        return {"run_id": None, "experiment_id": None, **result.summary(),
+                **summary_fields(diagnose_fit(result))}
     from cnnexp import tracking
 
     with tracking.run(experiment or recipe.name, run_name(recipe),
@@ -50,7 +55,8 @@ def train(recipe: Recipe, *, device: str = "auto", experiment: str | None = None
                       description=recipe.description or None) as r:
         tracking.log_recipe(r, recipe)
         r.log_dataset(data)
-        return _fit_tracked(r, recipe, data, dev, callbacks, log_model, resume=None)
+        return _fit_tracked(r, recipe, data, dev, callbacks, log_model, resume=None,
+                            model=model)
 
 
 def resume(run_id: str, *, device: str = "auto", log_model: bool = False,
@@ -94,16 +100,20 @@ def _checkpointer(r: Any, recipe: Recipe) -> Callback:
 
 def _fit_tracked(r: Any, recipe: Recipe, data: DataBundle, dev: torch.device,
                  callbacks: Sequence[Callback], log_model: bool,
-                 resume: dict | None) -> dict[str, Any]:
+                 resume: dict | None, model: torch.nn.Module | None = None) -> dict[str, Any]:
     from cnnexp import tracking
 
-    result = fit(recipe, data=data, device=dev, resume=resume,
+    result = fit(recipe, data=data, device=dev, resume=resume, model=model,
                  callbacks=[tracking.EpochLogger(r), _checkpointer(r, recipe), *callbacks])
     summary = result.summary()
     r.log_metrics({"best_val_acc": summary["best_val_acc"], "seconds": summary["seconds"],
                    "images_per_sec": summary["images_per_sec"], "params": result.params})
     r.set_tags({"cnnexp.status": result.status, "cnnexp.reason": result.reason})
-    r.describe(describe_result(recipe, result))
+    # The learning-curve diagnosis: tag, description, curves and classification artifacts.
+    diag = diagnose_fit(result)
+    log_diagnosis(r, diag, result.history, result.best_epoch, recipe.name)
+    log_classification(r, result)
+    r.describe(describe_result(recipe, result) + "\n\n" + diag.markdown())
     if result.status == "diverged":
         r.end_status = "FAILED"
     if log_model and result.best_state is not None:
@@ -111,4 +121,5 @@ def _fit_tracked(r: Any, recipe: Recipe, data: DataBundle, dev: torch.device,
             path = Path(tmp) / "best.pt"
             torch.save(result.best_state, path)
             r.log_artifact(str(path), "model")
-    return {"run_id": r.run_id, "experiment_id": r.experiment_id, **summary}
+    return {"run_id": r.run_id, "experiment_id": r.experiment_id, **summary,
+            **summary_fields(diag)}

@@ -47,3 +47,31 @@ def mlflow_client(workdir: Path):
     from mlflow import MlflowClient
 
     return MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+
+
+def run_case(case, workdir: Path) -> CliResult:
+    """Run one bad-input case in `workdir` (its files written first) with a fresh store."""
+    import os
+
+    from cnnexp.cli import app
+
+    for rel, content in case.files.items():
+        path = workdir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+    old_cwd, old_uri = Path.cwd(), os.environ.get("MLFLOW_TRACKING_URI")
+    os.chdir(workdir)
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{workdir / 'mlflow.db'}"
+    try:
+        result = CliRunner().invoke(app, [*case.args, "--json"] if case.args[0] != "recipes"
+                                    else list(case.args), catch_exceptions=False)
+    finally:
+        os.chdir(old_cwd)
+        if old_uri is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = old_uri
+    return CliResult(result.exit_code, result.stdout, result.stderr)

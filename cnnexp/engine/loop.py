@@ -88,6 +88,8 @@ class Trainer:
         self.data = data.to(device)
         spec = ModelSpec(data.channels, data.num_classes, data.image_size, recipe.reg.dropout)
         self.model = (model or build_model(recipe, spec)).to(device)
+        # the training RNG stream starts from the seed however the model was made
+        torch.manual_seed(recipe.train.seed)
         self.channels_last = device.type == "cuda" and recipe.train.channels_last
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
