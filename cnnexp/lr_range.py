@@ -6,7 +6,7 @@ the smoothed loss exceeds `diverge` times its minimum or any loss is non-finite.
 the sweep touched (weights, buffers, optimiser state, RNG states) is restored afterwards, so a
 later `fit` is unaffected.
 
-Three rules read the smoothed curve (see docs/sanity.md):
+Three rules read the smoothed curve up to its first valley (see docs/sanity.md):
   valley    the middle (log scale) of the longest stretch where the loss clearly descends
   steepest  where the loss falls fastest against log10(lr), before the minimum
   min/10    a tenth of the LR at the minimum loss
@@ -181,6 +181,20 @@ def range_test(model: nn.Module, optimizer: torch.optim.Optimizer,
     return analyse(lrs, losses, smoothed, reason, start_lr, end_lr)
 
 
+def first_valley(smoothed: Sequence[float], give_back: float = 0.25) -> int:
+    """How many points to read: up to where the curve first gives back `give_back` of the
+    descent it has made so far. Past the first valley, at LRs where training is already
+    unstable, a noisy curve can dip again (BatchNorm nets often do not diverge outright), and
+    a rule that picked such a dip would recommend an unstable LR."""
+    start, best = smoothed[0], smoothed[0]
+    for i, value in enumerate(smoothed):
+        best = min(best, value)
+        # only once the descent is real (5%, as for `descended`): plateau noise is no valley
+        if best < 0.95 * start and value > best + give_back * (start - best):
+            return i
+    return len(smoothed)
+
+
 def analyse(lrs: list[float], losses: list[float], smoothed: list[float], reason: str,
             start_lr: float, end_lr: float) -> RangeResult:
     result = RangeResult(lrs, losses, smoothed, reason, start_lr=start_lr, end_lr=end_lr)
@@ -188,7 +202,8 @@ def analyse(lrs: list[float], losses: list[float], smoothed: list[float], reason
         # "went down": the minimum is clearly (5%) below where the sweep started
         result.descended = min(smoothed) < 0.95 * smoothed[0]
     if result.descended:
-        result.suggestions = suggest(lrs[: len(smoothed)], smoothed)
+        n = first_valley(smoothed)
+        result.suggestions = suggest(lrs[:n], smoothed[:n])
         result.suggested_lr, result.agree, result.spread_decades = recommend(result.suggestions)
     return result
 

@@ -14,9 +14,19 @@ from cnnexp.data import build_data
 from cnnexp.engine import fit
 from cnnexp.engine.loop import Trainer
 from cnnexp.errors import BadInput
-from cnnexp.lr_range import lr_find, lr_schedule, range_test, recommend, suggest
+from cnnexp.lr_range import analyse, lr_find, lr_schedule, range_test, recommend, suggest
 from cnnexp.recipe import load_recipe
 from cnnexp.sanity.lr_check import judge
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models on a shared CPU: one intra-op thread is as fast alone and far faster when
+    other processes compete for the cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -144,3 +154,25 @@ def test_a_fit_after_lr_find_is_unaffected(digits) -> None:
     after = fit(recipe, data=digits, device="cpu", model=trainer.model)
     assert after.history[0]["train_loss"] == plain.history[0]["train_loss"]
     assert after.history[0]["val_loss"] == plain.history[0]["val_loss"]
+
+
+def test_a_later_dip_at_unstable_lrs_is_ignored() -> None:
+    lrs = lr_schedule(1e-4, 10.0, 101)  # 20 points per decade
+    logs = np.log10(lrs)
+    # descends to 1.0 around lr 0.1, climbs back to 1.8 (unstable), then dips to 0.8 at lr 5
+    loss = 2.3 - 1.3 / (1 + np.exp(-(logs + 1.5) * 4))
+    loss += np.where(logs > -1, 0.8 * np.sin(np.clip((logs + 1) * np.pi / 1.6, 0, np.pi)), 0)
+    loss += np.where(logs > 0.5, -1.0 * np.exp(-((logs - 0.7) ** 2) / 0.01), 0)
+    assert int(np.argmin(loss)) > 80  # the global minimum is the late dip
+    result = analyse(lrs, loss.tolist(), loss.tolist(), "test", 1e-4, 10.0)
+    assert result.suggested_lr < 0.2 and result.suggestions["min/10"] < 0.02
+    assert result.agree
+
+
+def test_plateau_noise_before_the_descent_is_not_a_valley() -> None:
+    lrs = lr_schedule(1e-7, 10.0, 100)
+    logs = np.log10(lrs)
+    noise = 0.004 * np.sin(np.arange(100) * 2.1)  # wiggles on the plateau
+    loss = 2.3 + noise - 1.0 / (1 + np.exp(-(logs + 1.5) * 4)) + np.where(logs > 0, logs * 3, 0)
+    result = analyse(lrs, loss.tolist(), loss.tolist(), "test", 1e-7, 10.0)
+    assert 1e-3 < result.suggested_lr < 1.0, result.suggestions

@@ -34,25 +34,32 @@ def data_figures(r: CheckResult) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def augmented_grid(trainer, n: int = 32) -> Any:
-    """Training images after augmentation, de-normalised for display, with their labels."""
+def augmented_grid(trainer, n: int = 32, cols: int = 8) -> Any:
+    """Training images after augmentation, de-normalised for display, tiled into one image
+    (one axes: 32 subplots would cost seconds of layout), each labelled with its class."""
     xb, yb = next(iter(trainer.train_batches))
     x, target = trainer.aug.train_batch(xb[:n], yb[:n])
-    x = (x * trainer.aug.std + trainer.aug.mean).clamp(0, 1).cpu()
+    x = (x.float() * trainer.aug.std + trainer.aug.mean).clamp(0, 1).cpu()
     labels = (target if target.ndim == 1 else target.argmax(1)).cpu()
-    cols = 8
-    rows = math.ceil(len(x) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.2, rows * 1.35), squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i >= len(x):
-            continue
-        img = x[i].permute(1, 2, 0).numpy()
-        ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1,
-                  interpolation="nearest")
-        ax.set_title(trainer.data.classes[int(labels[i])], fontsize=7)
-    fig.suptitle("augmented training samples", fontsize=9)
-    fig.tight_layout()
+    k, c, h, w = x.shape
+    rows, pad, band = math.ceil(k / cols), max(1, w // 8), max(3, h // 4)  # band: the label
+    sheet = torch.ones(c, rows * (h + band), cols * (w + pad) + pad)
+    for i in range(k):
+        r, q = divmod(i, cols)
+        top, left = r * (h + band), pad + q * (w + pad)
+        sheet[:, top:top + h, left:left + w] = x[i]
+    fig, ax = plt.subplots(figsize=(cols * 1.1, rows * 1.25))
+    img = sheet.permute(1, 2, 0).numpy()
+    ax.imshow(img[..., 0] if c == 1 else img, cmap="gray", vmin=0, vmax=1,
+              interpolation="nearest")
+    for i in range(k):
+        r, q = divmod(i, cols)
+        ax.text(pad + q * (w + pad) + w / 2, r * (h + band) + h + band / 2 - 0.5,
+                trainer.data.classes[int(labels[i])], ha="center", va="center", fontsize=7,
+                color="black")
+    ax.axis("off")
+    ax.set_title("augmented training samples (label below each)", fontsize=9)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.94)
     return fig
 
 
