@@ -244,3 +244,44 @@ def test_a_crashing_check_becomes_a_failed_verdict(digits) -> None:
 
     r = run_check("init-loss", ctx(digits, model_factory=WrongShape))
     assert r.status == "fail" and r.measured == "error" and "RuntimeError" in r.hint
+
+
+class NaNOutput(nn.Module):
+    """Logits that are NaN for every input: a model that has already diverged."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Linear(64, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x.flatten(1)) * float("nan")
+
+
+@pytest.mark.parametrize("check", ["init-loss", "reg-loss", "grad-flow", "overfit",
+                                   "lr-range"])
+def test_a_nan_model_fails_each_check_with_a_reason(digits, check: str) -> None:
+    r = run_check(check, ctx(digits, model_factory=NaNOutput, overfit_steps=5,
+                             lr_range={"num_steps": 10}))
+    assert r.status == "fail" and r.hint and r.measured != "error"
+
+
+def test_on_disk_data_runs_every_check(tmp_path) -> None:
+    from PIL import Image
+
+    gen = torch.Generator().manual_seed(0)
+    for c in range(3):
+        (tmp_path / f"class{c}").mkdir()
+        for i in range(10):
+            pixels = (torch.rand(12, 12, 3, generator=gen) * 60 + 60 * c).to(torch.uint8)
+            Image.fromarray(pixels.numpy()).save(tmp_path / f"class{c}" / f"{i}.png")
+    recipe = load_recipe("digits", ["data=imagefolder", f"data.path={tmp_path}",
+                                    "data.num_workers=0", "arch=lenet5", "train.batch_size=8"])
+    data = build_data(recipe)
+    assert not data.in_memory
+    c = SanityContext(recipe, data, CPU, tiny=6, lr_range={"num_steps": 12})
+    results = {name: run_check(name, c) for name in
+               ("data", "init-loss", "reg-loss", "grad-flow", "overfit", "lr-range")}
+    assert all(r.measured != "error" for r in results.values()), \
+        {n: r.hint for n, r in results.items()}
+    assert results["data"].fields["train_hist"] == [8, 8, 8]
+    assert results["overfit"].status == "pass"
