@@ -145,6 +145,7 @@ def test_full_sanity_on_the_default_recipe_passes(cli, mlflow_client) -> None:
     ("cifar10_resnet20", ["data=shapes", "data.num_samples=300"]),
     ("cifar100_convblock", ["data=shapes", "data.num_samples=600", "data.num_classes=60",
                             "data.image_size=16"]),
+    ("cifar10_fast", ["data=shapes", "data.num_samples=300"]),
 ])
 def test_default_experiments_pass_init_loss(cli, experiment, overrides) -> None:
     res = cli("sanity", experiment, *overrides, "--checks", "init-loss", "--json", "--no-track")
