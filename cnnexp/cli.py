@@ -419,6 +419,39 @@ def search(args: Args = None,
     guarded(body)
 
 
+Threshold = Annotated[list[str] | None, typer.Option(
+    "--threshold", help="Override a diagnosis threshold, NAME=VALUE (repeatable), e.g. "
+                        "gap=0.08 or low_acc=0.7; see docs/review.md.")]
+
+
+@app.command()
+def diagnose(run_id: Annotated[str, typer.Argument(help="An MLflow run id (or a unique "
+                                                        "prefix of one).")],
+             threshold: Threshold = None, json: Json = False) -> None:
+    """Read a run's learning curves: overfitting, underfitting, not_converged, unstable or
+    healthy, with the evidence and the remedies (and the non-remedies).
+
+    Examples:
+
+        cnnexp diagnose 3f2a9c1e8b7d4e6f                 # a run id from `cnnexp train`
+
+        cnnexp diagnose 3f2a9c1e --threshold gap=0.1 --json
+    """
+
+    def body() -> None:
+        from cnnexp.console import quiet_libraries
+        from cnnexp.diagnose_run import diagnose_run, print_diagnosis
+
+        quiet_libraries()
+        out = diagnose_run(run_id, threshold)
+        if json:
+            emit_json(out)
+        else:
+            print_diagnosis(out)
+
+    guarded(body)
+
+
 def main() -> None:
     app()
 

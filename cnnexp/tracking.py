@@ -33,6 +33,11 @@ logging.getLogger("alembic").setLevel(logging.ERROR)
 
 PARENT_TAG = "mlflow.parentRunId"
 NOTE_TAG = "mlflow.note.content"
+# Marks experiments as model training, not GenAI: MLflow 3.x UIs that read this tag open the
+# runs table. (3.17 decides by its GenAI/"Model training" switch instead, which a link's
+# `?workflowType=machine_learning` sets: see runs_url.)
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 
 
 def tracking_uri() -> str:
@@ -51,9 +56,11 @@ def experiment_id(name: str, c: MlflowClient | None = None) -> str:
     if exp is not None:
         if exp.lifecycle_stage == "deleted":
             c.restore_experiment(exp.experiment_id)
+        if EXPERIMENT_KIND_TAG not in exp.tags:  # stores made before cnnexp set it
+            c.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return exp.experiment_id
     try:
-        return c.create_experiment(name)
+        return c.create_experiment(name, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
     except mlflow.exceptions.MlflowException:
         exp = c.get_experiment_by_name(name)
         if exp is None:
@@ -246,3 +253,94 @@ def end_run(r: Run, status: str = "FINISHED") -> None:
         r.client.update_run(r.run_id, status="RUNNING")
     else:
         r.client.set_terminated(r.run_id, status)
+
+
+# Reading runs back (cnnexp diagnose, cnnexp report).
+def runs_url(base: str, experiment_id: str, run_id: str | None = None) -> str:
+    """The MLflow UI's runs table (or one run's page) in its "Model training" view."""
+    page = f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs"
+    return f"{page}/{run_id}" if run_id else f"{page}?workflowType=machine_learning"
+
+
+def experiments(c: MlflowClient | None = None) -> list[tuple[str, str]]:
+    """(id, name) of the store's active experiments."""
+    c = c or client()
+    return [(e.experiment_id, e.name) for e in c.search_experiments()]
+
+
+def run_record(run: Any) -> dict[str, Any]:
+    """A plain-dict view of an MLflow run (what diagnose/report read)."""
+    info, data = run.info, run.data
+    return {"run_id": info.run_id, "name": info.run_name, "experiment_id": info.experiment_id,
+            "status": info.status, "start_time": info.start_time, "tags": dict(data.tags),
+            "params": dict(data.params), "metrics": dict(data.metrics),
+            "parent_id": data.tags.get(PARENT_TAG), "description": data.tags.get(NOTE_TAG, "")}
+
+
+def find_run(run_id: str, c: MlflowClient | None = None) -> dict[str, Any] | None:
+    """The run with this id, or with this unique id prefix (>= 6 characters); else None."""
+    c = c or client()
+    try:
+        return run_record(c.get_run(run_id))
+    except mlflow.exceptions.MlflowException:
+        pass
+    if len(run_id) < 6:
+        return None
+    hits = [r for r in recent_runs(c=c) if r["run_id"].startswith(run_id)]
+    return hits[0] if len(hits) == 1 else None
+
+
+def recent_runs(filter_string: str = "", limit: int = 1000,
+                c: MlflowClient | None = None) -> list[dict[str, Any]]:
+    """Runs of every experiment, newest first (at most `limit`)."""
+    c = c or client()
+    ids = [e for e, _ in experiments(c)]
+    if not ids:
+        return []
+    runs = c.search_runs(ids, filter_string, max_results=limit, order_by=["start_time DESC"])
+    return [run_record(r) for r in runs]
+
+
+def child_runs(run_id: str, experiment_id: str, c: MlflowClient | None = None
+               ) -> list[dict[str, Any]]:
+    """Direct children of a run (nested runs), oldest first."""
+    c = c or client()
+    out, token = [], None
+    while True:
+        page = c.search_runs([experiment_id], f"tags.`{PARENT_TAG}` = '{run_id}'",
+                             max_results=1000, order_by=["start_time ASC"], page_token=token)
+        out += [run_record(r) for r in page]
+        token = page.token
+        if not token:
+            return out
+
+
+def metric_history(run_id: str, keys: tuple[str, ...] = (
+        "train_loss", "train_acc", "val_loss", "val_acc"), c: MlflowClient | None = None
+                   ) -> list[dict[str, float]]:
+    """One dict per logged step (epoch) holding each of `keys` logged at that step."""
+    c = c or client()
+    steps: dict[int, dict[str, float]] = {}
+    for key in keys:
+        for m in c.get_metric_history(run_id, key):
+            steps.setdefault(m.step, {"epoch": m.step})[key] = m.value
+    return [steps[s] for s in sorted(steps)]
+
+
+def artifact_text(run_id: str, path: str, c: MlflowClient | None = None) -> str | None:
+    """A text artifact's content, or None when the run has none at that path."""
+    import tempfile
+
+    c = c or client()
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = c.download_artifacts(run_id, path, tmp)
+        except (mlflow.exceptions.MlflowException, OSError):
+            return None
+        return Path(local).read_text(encoding="utf-8") if Path(local).is_file() else None
+
+
+def artifact_paths(run_id: str, folder: str = "", c: MlflowClient | None = None) -> list[str]:
+    """Files (not folders) directly under an artifact folder of the run."""
+    c = c or client()
+    return [f.path for f in c.list_artifacts(run_id, folder or None) if not f.is_dir]

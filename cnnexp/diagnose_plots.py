@@ -1,0 +1,130 @@
+"""Review figures: learning curves with the diagnosis, confusion matrix, top-loss examples.
+
+Built on matplotlib's Figure directly (no pyplot): no GUI backend, no global state, safe in
+worker threads. Callers log the figures (or encode them for the HTML report)."""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+
+def curves_figure(history: Sequence[Mapping[str, float]], title: str = "",
+                  best_epoch: int | None = None) -> Figure:
+    """Loss and accuracy per epoch, train vs val (the plots the diagnosis reads)."""
+    fig = Figure(figsize=(9, 3.4))
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    epochs = [int(h.get("epoch", i + 1)) for i, h in enumerate(history)]
+    for ax, metric in ((ax_loss, "loss"), (ax_acc, "acc")):
+        for split, style in (("train", "-o"), ("val", "-s")):
+            ys = [h.get(f"{split}_{metric}", math.nan) for h in history]
+            ax.plot(epochs, ys, style, ms=3, label=split)
+        if best_epoch:
+            ax.axvline(best_epoch, color="grey", ls=":", lw=1, label=f"best epoch {best_epoch}")
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+    if all(h.get("train_loss", 0) > 0 for h in history):
+        ax_loss.set_yscale("log")  # losses span decades; the late epochs stay readable
+    ax_acc.legend(loc="lower right", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_counts(logits: torch.Tensor, labels: torch.Tensor, num_classes: int
+                     ) -> torch.Tensor:
+    """[true, predicted] counts."""
+    pred = logits.argmax(1)
+    idx = labels.long() * num_classes + pred.long()
+    return torch.bincount(idx.cpu(), minlength=num_classes * num_classes).view(
+        num_classes, num_classes)
+
+
+def confusion_figure(cm: torch.Tensor, classes: Sequence[str], title: str = "") -> Figure:
+    """Colour = share of the true class (row-normalised); counts written when it fits."""
+    n = len(classes)
+    side = min(max(4.0, 0.45 * n + 1.5), 16.0)
+    fig = Figure(figsize=(side + 1, side))
+    ax = fig.subplots()
+    rows = cm.float() / cm.sum(1, keepdim=True).clamp_min(1)
+    im = ax.imshow(rows.numpy(), cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(im, ax=ax, fraction=0.046, label="share of true class")
+    ticks = list(range(n))
+    labels = list(classes) if n <= 40 else [""] * n
+    ax.set_xticks(ticks, labels, rotation=90 if n > 10 else 0, fontsize=8)
+    ax.set_yticks(ticks, labels, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if n <= 20:
+        for i in range(n):
+            for j in range(n):
+                if cm[i, j]:
+                    ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=7,
+                            color="white" if rows[i, j] > 0.5 else "black")
+    acc = float(cm.diag().sum()) / max(float(cm.sum()), 1.0)
+    ax.set_title(title or f"confusion matrix (val, accuracy {acc:.3f})", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_csv(cm: torch.Tensor, classes: Sequence[str]) -> str:
+    head = "true\\predicted," + ",".join(classes)
+    return "\n".join([head, *[f"{c}," + ",".join(str(int(v)) for v in row)
+                              for c, row in zip(classes, cm.tolist(), strict=True)]]) + "\n"
+
+
+def top_losses(logits: torch.Tensor, labels: torch.Tensor, k: int = 16
+               ) -> list[dict[str, Any]]:
+    """The k validation examples with the highest loss: index, true, predicted, p(pred)."""
+    losses = F.cross_entropy(logits.float(), labels, reduction="none")
+    probs = logits.float().softmax(1)
+    order = losses.argsort(descending=True)[:k].tolist()
+    return [{"index": i, "loss": float(losses[i]), "true": int(labels[i]),
+             "pred": int(probs[i].argmax()), "p_pred": float(probs[i].max()),
+             "p_true": float(probs[i, labels[i]])} for i in order]
+
+
+def val_image(data: Any, index: int) -> torch.Tensor:
+    """One validation image as uint8 CHW on the CPU (in-memory or on-disk bundle)."""
+    if data.in_memory:
+        return data.val_x[index].cpu()
+    return data.val_set[index][0]
+
+
+def top_loss_figure(rows: Sequence[Mapping[str, Any]], data: Any, cols: int = 4) -> Figure:
+    """Grid of the images the model is most wrong about, titled true -> predicted."""
+    n = max(len(rows), 1)
+    cols = min(cols, n)
+    nrows = math.ceil(n / cols)
+    fig = Figure(figsize=(2.2 * cols, 2.4 * nrows))
+    axes = fig.subplots(nrows, cols, squeeze=False)
+    names = data.classes
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, row in zip(axes.flat, rows, strict=False):
+        img = val_image(data, row["index"]).permute(1, 2, 0).numpy()
+        gray = img.shape[2] == 1
+        ax.imshow(img[..., 0] if gray else img, cmap="gray" if gray else None,
+                  interpolation="nearest")
+        ax.set_title(f"{names[row['true']]} -> {names[row['pred']]}\n"
+                     f"p={row['p_pred']:.2f} loss={row['loss']:.2f}", fontsize=8,
+                     color="black" if row["true"] == row["pred"] else "darkred")
+    fig.suptitle("top losses (val): true -> predicted", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def png_bytes(fig: Figure, dpi: int = 100) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()

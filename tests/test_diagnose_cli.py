@@ -1,0 +1,88 @@
+"""Diagnosis on tracked runs: `cnnexp train` tags and describes it and logs the classification
+artifacts; `cnnexp diagnose RUN_ID` reads the curves back from a real MLflow store."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from cnnexp.diagnose import KINDS
+from tests.test_diagnose import OVERFIT
+
+
+def test_train_logs_diagnosis_and_classification_artifacts(cli, mlflow_client) -> None:
+    res = cli("train", "data.subset=300", "train.epochs=3", "--json")
+    assert res.exit_code == 0, res.stderr
+    out = res.json()
+    assert out["diagnosis"] in KINDS and out["diagnosis_note"]
+    run = mlflow_client.get_run(out["run_id"])
+    assert run.data.tags["diagnosis"] == out["diagnosis"]
+    assert f"**Diagnosis: {out['diagnosis']}**" in run.data.tags["mlflow.note.content"]
+    exp = mlflow_client.get_experiment(out["experiment_id"])
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+
+    files = {f.path for f in mlflow_client.list_artifacts(out["run_id"], "classification")}
+    assert files == {f"classification/{n}" for n in (
+        "confusion_matrix.png", "confusion_matrix.csv", "top_losses.png", "top_losses.json")}
+    local = Path(mlflow_client.download_artifacts(out["run_id"], "classification"))
+    rows = list(csv.reader(io.StringIO((local / "confusion_matrix.csv").read_text())))
+    counts = [[int(v) for v in row[1:]] for row in rows[1:]]
+    assert len(counts) == 10 and all(len(r) == 10 for r in counts)
+    n_val = sum(map(sum, counts))
+    from cnnexp import build_data, load_recipe
+
+    assert n_val == build_data(load_recipe("digits", ["data.subset=300"])).n_val
+    # The confusion matrix agrees with the logged final val_acc.
+    diag = sum(counts[i][i] for i in range(10))
+    assert abs(diag / n_val - out["val_acc"]) < 1e-6
+    assert (local / "top_losses.png").read_bytes()[:4] == b"\x89PNG"
+    assert mlflow_client.list_artifacts(out["run_id"], "diagnosis")
+
+    # Read back from MLflow, the same verdict (and the id prefix works too).
+    back = cli("diagnose", out["run_id"][:10], "--json")
+    assert back.exit_code == 0, back.stderr
+    got = back.json()
+    assert got["run_id"] == out["run_id"] and got["diagnosis"] == out["diagnosis"]
+    assert set(got) >= {"run_id", "diagnosis", "evidence", "remedies"}
+    assert got["evidence"]["epochs"] == 3
+    assert got["evidence"]["val_acc"] == round(out["val_acc"], 4)
+
+    human = cli("diagnose", out["run_id"])
+    assert human.exit_code == 0 and out["diagnosis"] in human.stdout and "remedies" in human.stdout
+
+    bad = cli("diagnose", out["run_id"][:-1] + "0", "--json")
+    assert bad.exit_code == 2 and bad.stdout == ""
+    assert "did you mean" in bad.stderr and out["run_id"] in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+def test_diagnose_reads_logged_history_thresholds_and_parents(cli, workdir) -> None:
+    from cnnexp import tracking
+
+    with tracking.run("manual", "overfit-curves") as r:
+        for i, h in enumerate(OVERFIT, start=1):
+            r.log_metrics({k: v for k, v in h.items() if k != "epoch"}, step=i)
+    res = cli("diagnose", r.run_id, "--json")
+    assert res.exit_code == 0, res.stderr
+    out = res.json()
+    assert out["diagnosis"] == "overfitting"
+    assert out["evidence"]["best_epoch"] == 5 and out["evidence"]["epochs"] == 10
+    assert any(x.startswith("Training longer") for x in out["not_remedies"])
+    relaxed = cli("diagnose", r.run_id, "--json", "--threshold", "gap=0.5").json()
+    assert relaxed["diagnosis"] != "overfitting" and relaxed["thresholds"]["gap"] == 0.5
+
+    bad = cli("diagnose", r.run_id, "--threshold", "gapp=0.1")
+    assert bad.exit_code == 2 and "did you mean 'gap'" in bad.stderr
+
+    # A parent run has no curves of its own: the message points at a child.
+    with tracking.run("manual", "study") as parent, \
+            tracking.run("manual", "trial-0", parent=parent) as child:
+        child.log_metrics({"val_acc": 0.5, "val_loss": 1.0, "train_acc": 0.5,
+                           "train_loss": 1.0}, step=1)
+    res = cli("diagnose", parent.run_id)
+    assert res.exit_code == 2
+    assert "no per-epoch train/val curves" in res.stderr and child.run_id in res.stderr
+
+    missing = cli("diagnose", "0123456789abcdef")
+    assert missing.exit_code == 2 and "no run '0123456789abcdef'" in missing.stderr
