@@ -28,7 +28,20 @@ def serve(host: str, port: int) -> int:
         err.print(f"MLflow tracking server at {uri}: open it in a browser.")
         return 0
     err.print(f"MLflow UI for {uri} on http://{host}:{port} (Ctrl-C to stop)")
+    for line in experiment_links(f"http://{host}:{port}"):
+        err.print(line, highlight=False, soft_wrap=True)
     try:
         return subprocess.call(ui_command(host, port))
     except KeyboardInterrupt:
         return 0
+
+
+def experiment_links(base: str, limit: int = 8) -> list[str]:
+    """Direct links to each experiment's runs table: MLflow 3.17 opens experiments on a GenAI
+    overview unless the link asks for its "Model training" view."""
+    from cnnexp import tracking
+
+    exps = [(i, n) for i, n in tracking.experiments() if n != "Default"]
+    lines = [f"  {name}: {tracking.runs_url(base, eid)}" for eid, name in exps[:limit]]
+    return (["Runs tables:", *lines] if lines else []) + (
+        [f"  ... and {len(exps) - limit} more"] if len(exps) > limit else [])

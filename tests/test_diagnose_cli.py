@@ -84,5 +84,12 @@ def test_diagnose_reads_logged_history_thresholds_and_parents(cli, workdir) -> N
     assert res.exit_code == 2
     assert "no per-epoch train/val curves" in res.stderr and child.run_id in res.stderr
 
+    # `cnnexp ui` prints links that open the runs table in MLflow's "Model training" view.
+    from cnnexp.ui import experiment_links
+
+    links = experiment_links("http://127.0.0.1:5000")
+    assert f"  manual: http://127.0.0.1:5000/#/experiments/{r.experiment_id}/runs" \
+           "?workflowType=machine_learning" in links
+
     missing = cli("diagnose", "0123456789abcdef")
     assert missing.exit_code == 2 and "no run '0123456789abcdef'" in missing.stderr
