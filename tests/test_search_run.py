@@ -18,6 +18,18 @@ from cnnexp.search.storage import counts, open_storage
 FAST = ["data.subset=200", "search.stages.coarse.epochs=1", "search.stages.fine.epochs=2"]
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models on a shared 2-core machine: one intra-op thread is several times faster
+    than two competing with other processes."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def runs_of(client, study: str) -> list:
     exp = client.get_experiment_by_name(study)
     return client.search_runs([exp.experiment_id], max_results=1000)
@@ -116,6 +128,7 @@ def test_interrupted_search_resumes_to_exactly_the_requested_count(workdir: Path
     assert parent.info.status == "KILLED"
     (killed,) = [r for r in kind(runs, "trial") if r.info.status == "KILLED"]
     assert killed.data.tags["cnnexp.state"] == "interrupted"
+    assert [r.info.status for r in kind(runs, "stage")] == ["KILLED"]
 
     out = run_search("digits", FAST, SearchOptions(trials="coarse=4,fine=1", resume=True),
                      lines=False)
@@ -129,6 +142,7 @@ def test_interrupted_search_resumes_to_exactly_the_requested_count(workdir: Path
     runs = runs_of(mlflow_client, study)
     (parent2,) = kind(runs, "search")
     assert parent2.info.run_id == parent.info.run_id and parent2.info.status == "FINISHED"
+    assert sorted(r.info.status for r in kind(runs, "stage")) == ["FINISHED", "FINISHED"]
     finished = [r for r in kind(runs, "trial") if r.data.tags["cnnexp.stage"] == "coarse"
                 and r.info.status != "KILLED"]
     numbers = [int(r.data.tags["cnnexp.trial"]) for r in finished]
@@ -140,7 +154,8 @@ def test_interrupted_search_resumes_to_exactly_the_requested_count(workdir: Path
 def test_edge_warning_when_the_range_is_placed_too_low(cli, workdir: Path) -> None:
     # lr in [1e-5, 1e-3] is far too small for SGD on digits: after one epoch the lowest val loss
     # comes from the largest lr tried, which the seeded sampler puts in the top 10% of the range.
-    args = ["opt.warmup_epochs=0", "search.metric=val_loss", "search.summary=last",
+    args = ["data.subset=300", "opt.warmup_epochs=0", "search.metric=val_loss",
+            "search.summary=last",
             "search.space.opt.lr={low: 1.0e-5, high: 1.0e-3, log: true}",
             "search.space.opt.weight_decay=null", "search.space.reg.dropout=null",
             "search.space.arch.norm=null", "search.stages.coarse.epochs=1",

@@ -16,7 +16,8 @@ def search_command(ref: str | None, overrides: Sequence[str], opts: SearchOption
     if json or quiet:  # edge warnings always reach the user (stderr; also in the JSON)
         for stage in result["stages"]:
             for w in stage["edge_warnings"]:
-                err.print(f"[yellow]warning:[/] {stage['name']}: {w}", highlight=False)
+                err.print(f"[yellow]warning:[/] {stage['name']}: {w}", highlight=False,
+                          soft_wrap=True)
     if json:
         emit_json(result)
     elif not quiet:

@@ -76,13 +76,14 @@ def run_search(ref: str | None, overrides: Sequence[str], opts: SearchOptions, *
 
     plan, devices = prepare(ref, overrides, opts)
     storage = open_storage(plan.storage, opts.heartbeat)
+    if opts.workers > 1 and plan.storage.startswith("sqlite"):
+        console_warn = f"--storage {plan.storage}: SQLite is not safe for parallel workers; " \
+                       "use the default journal file or a server database"
+        (console or _stderr()).print(f"[yellow]warning:[/] {console_warn}", soft_wrap=True)
     if opts.resume:
         require_study(storage, plan.study)
     _, parent = ensure_root(storage, plan, to_yaml(load_recipe(ref, overrides)), opts.track)
-    if console is None:
-        from rich.console import Console
-
-        console = Console(stderr=True)
+    console = console or _stderr()
     monitor = Monitor(storage, plan, console, lines=lines, bar=bar)
     monitor.refresh()
     start = time.perf_counter()
@@ -101,6 +102,12 @@ def run_search(ref: str | None, overrides: Sequence[str], opts: SearchOptions, *
     monitor.refresh()
     monitor.close()
     return finish(storage, plan, parent, opts, time.perf_counter() - start)
+
+
+def _stderr() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
 
 
 @contextlib.contextmanager
@@ -231,11 +238,11 @@ def _log_to_mlflow(plan: Plan, results: list[StageResult], best: tuple | None,
         stage_run.log_metrics({k: s[k] for k in ("complete", "pruned", "failed")} |
                               ({"best_value": s["best_value"]} if s["best_value"] is not None
                                else {}))
-        if tracking.run_status(stage_run) == "RUNNING":
+        if tracking.run_status(stage_run) != "FINISHED":
             tracking.end_run(stage_run, "FINISHED")
     for name, fig in figures(results, plan.metric, plan.direction).items():
-        fig.savefig(out / name, dpi=110)
-        parent.log_figure(fig, f"plots/{name}")
+        fig.savefig(out / name, dpi=110)  # rendered once, logged as the file
+        parent.log_artifact(str(out / name), "plots")
     parent.log_artifact(str(out / "trials.csv"))
     if result["best_recipe_path"]:
         parent.log_artifact(result["best_recipe_path"])

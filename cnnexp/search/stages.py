@@ -16,7 +16,7 @@ from cnnexp import tracking
 from cnnexp.errors import BadInput
 from cnnexp.search.config import Plan, StagePlan
 from cnnexp.search.narrow import Narrowed, Space, from_dict, next_space
-from cnnexp.search.storage import Stage, add_tickets, ensure_study, superseded
+from cnnexp.search.storage import Stage, add_tickets, counts, ensure_study, superseded
 
 RUN_ID = "cnnexp.mlflow_run_id"
 Say = Callable[[str], None]
@@ -124,7 +124,10 @@ def ensure_stage(storage: BaseStorage, plan: Plan, stage: StagePlan, parent: tra
         run = tracking.start_run(plan.study, stage.name, parent=parent,
                                  tags={"cnnexp.kind": "stage", "cnnexp.stage": stage.name})
         study.set_user_attr(RUN_ID, run.run_id)
-    return Stage(storage, study), run
+    store = Stage(storage, study)
+    if run is not None and not counts(store.trials()).done and tracking.run_status(run) != "RUNNING":
+        tracking.end_run(run, "RUNNING")  # resumed after an interrupt
+    return store, run
 
 
 def narrowing_text(attrs: dict[str, Any], markdown: bool = True) -> str:

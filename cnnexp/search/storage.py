@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import threading
 import time
@@ -83,6 +84,25 @@ def _create_once(storage: BaseStorage, name: str, direction: str) -> bool:
         return False
 
 
+@contextlib.contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """Hold Ctrl-C / SIGTERM until the block is done (short bookkeeping that must not be cut in
+    half: creating a stage, marking an interrupted trial); then raise KeyboardInterrupt."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    old = {sig: signal.signal(sig, lambda signum, frame: got.append(signum))
+           for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    if got and any(old[sig] not in (signal.SIG_IGN, None) for sig in got):
+        raise KeyboardInterrupt
+
+
 def ensure_study(storage: BaseStorage, name: str, direction: str,
                  setup: Callable[[optuna.Study], None], timeout: float = 120.0
                  ) -> tuple[optuna.Study, bool]:
@@ -91,9 +111,10 @@ def ensure_study(storage: BaseStorage, name: str, direction: str,
     created = _create_once(storage, name, direction)
     study = optuna.load_study(study_name=name, storage=storage)
     if created:
-        study.set_user_attr("cnnexp.setup_by", worker_identity())
-        setup(study)
-        study.set_user_attr(READY, True)
+        with deferred_interrupts():
+            study.set_user_attr("cnnexp.setup_by", worker_identity())
+            setup(study)
+            study.set_user_attr(READY, True)
         return study, True
     deadline = time.monotonic() + timeout
     while not study.user_attrs.get(READY):

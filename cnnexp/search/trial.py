@@ -4,7 +4,6 @@ Optuna (so pruners can stop it), log it as a nested MLflow run, and tell Optuna 
 from __future__ import annotations
 
 import math
-import signal
 import time
 import traceback
 from collections.abc import Sequence
@@ -18,7 +17,7 @@ from cnnexp import tracking
 from cnnexp.engine import Callback, FitState, fit
 from cnnexp.search.config import Plan, StagePlan, trial_recipe
 from cnnexp.search.narrow import Choice, Space, fmt
-from cnnexp.search.storage import Stage, heartbeat
+from cnnexp.search.storage import Stage, deferred_interrupts, heartbeat
 
 if TYPE_CHECKING:
     from cnnexp.data import DataBundle
@@ -61,8 +60,10 @@ def make_sampler(stage: StagePlan, number: int, worker: int) -> optuna.samplers.
 
 def make_pruner(stage: StagePlan) -> optuna.pruners.BasePruner:
     if stage.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=min(5, max(1, stage.trials // 3)),
-                                           n_warmup_steps=max(1, stage.epochs // 3))
+        # judge only against a few finished trials, and only in the second half of a run:
+        # early epochs of a high-lr (or warming-up) trial look worse than they end
+        return optuna.pruners.MedianPruner(n_startup_trials=min(5, max(2, stage.trials // 2)),
+                                           n_warmup_steps=max(1, stage.epochs // 2))
     if stage.pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=stage.epochs)
     return optuna.pruners.NopPruner()
@@ -140,10 +141,10 @@ def run_trial(ctx: TrialContext, trial_id: int) -> str:
         try:
             state, value, reason = _train(ctx, trial, recipe, r)
         except KeyboardInterrupt:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # finish the bookkeeping first
-            ctx.store.fail(storage.get_trial(trial_id), "interrupted", retry=True)
-            if r is not None:
-                r.set_tags({"cnnexp.state": "interrupted", "cnnexp.reason": "interrupted"})
+            with deferred_interrupts():  # a second Ctrl-C must not cut the bookkeeping short
+                ctx.store.fail(storage.get_trial(trial_id), "interrupted", retry=True)
+                if r is not None:
+                    r.set_tags({"cnnexp.state": "interrupted", "cnnexp.reason": "interrupted"})
             raise
         seconds = time.perf_counter() - start
         trial.set_user_attr("cnnexp.reason", reason)

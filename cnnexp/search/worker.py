@@ -17,7 +17,7 @@ from cnnexp import tracking
 from cnnexp.engine import Callback
 from cnnexp.search.config import Plan
 from cnnexp.search.stages import RUN_ID, ensure_stage, stage_space
-from cnnexp.search.storage import Stage, counts, open_storage
+from cnnexp.search.storage import Stage, counts, deferred_interrupts, open_storage
 from cnnexp.search.trial import TrialContext, run_trial
 
 
@@ -106,9 +106,10 @@ class Worker:
 
 def _settle(store: Stage, trial_id: int, reason: str, retry: bool) -> None:
     """A trial that ended by an exception before it was told: fail it (and maybe re-queue)."""
-    t = store.storage.get_trial(trial_id)
-    if t.state == TrialState.RUNNING:
-        store.fail(t, reason, retry)
+    with deferred_interrupts():
+        t = store.storage.get_trial(trial_id)
+        if t.state == TrialState.RUNNING:
+            store.fail(t, reason, retry)
 
 
 def _end_mlflow(run_id: str | None, status: str) -> None:

@@ -1,0 +1,80 @@
+"""Tickets, exact counts and dead-worker recovery on a real Optuna journal file."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from cnnexp.search.storage import (
+    WORKER,
+    Stage,
+    add_tickets,
+    counts,
+    ensure_study,
+    open_storage,
+    worker_alive,
+    worker_identity,
+)
+
+
+def new_stage(path: Path, n: int) -> Stage:
+    storage = open_storage(str(path))
+    study, created = ensure_study(storage, "s/coarse", "maximize", lambda s: add_tickets(s, n))
+    assert created
+    return Stage(storage, study)
+
+
+def test_second_ensure_does_not_run_setup_again(tmp_path: Path) -> None:
+    st = new_stage(tmp_path / "j.journal", 3)
+    other = open_storage(str(tmp_path / "j.journal"))  # another process's view
+    _, created = ensure_study(other, "s/coarse", "maximize", lambda s: add_tickets(s, 3))
+    assert not created and len(st.trials()) == 3
+
+
+def test_claims_are_exclusive_and_run_out_exactly(tmp_path: Path) -> None:
+    path = tmp_path / "j.journal"
+    a = new_stage(path, 3)
+    b = Stage(open_storage(str(path)), optuna.load_study(study_name="s/coarse",
+                                                          storage=open_storage(str(path))))
+    ids = [a.claim(), b.claim(), a.claim()]
+    assert None not in ids and len(set(ids)) == 3
+    assert a.claim() is None and b.claim() is None
+    c = counts(a.trials())
+    assert (c.requested, c.running, c.waiting, c.done) == (3, 3, 0, False)
+
+
+def test_reap_fails_and_requeues_a_dead_workers_trial(tmp_path: Path) -> None:
+    st = new_stage(tmp_path / "j.journal", 2)
+    trial_id = st.claim()
+    st.study.sampler = optuna.samplers.RandomSampler(seed=0)
+    trial = optuna.trial.Trial(st.study, trial_id)
+    lr = trial.suggest_float("opt.lr", 1e-4, 1.0, log=True)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead = {**worker_identity(), "pid": gone.pid}
+    st.storage.set_trial_user_attr(trial_id, WORKER, dead)
+    assert not worker_alive(dead) and worker_alive(worker_identity())
+
+    (reaped,) = st.reap()
+    assert reaped.number == 0
+    trials = st.trials()
+    assert trials[0].state == TrialState.FAIL
+    assert trials[0].user_attrs["cnnexp.reason"] == "worker died"
+    retry = trials[-1]
+    assert retry.state == TrialState.WAITING and retry.params == {"opt.lr": lr}
+    assert retry.system_attrs["retry_history"] == [0]
+    c = counts(trials)
+    assert (c.requested, c.waiting, c.failed, c.retried) == (2, 2, 0, 1)
+    assert st.reap() == []  # nothing else is stale; our own process is alive
+
+
+def test_running_trial_of_a_live_worker_is_left_alone(tmp_path: Path) -> None:
+    st = new_stage(tmp_path / "j.journal", 1)
+    st.claim()
+    assert st.reap() == [] and counts(st.trials()).running == 1
+    assert worker_alive({"host": "another-host", "pid": os.getpid() + 10**6})
