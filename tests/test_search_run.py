@@ -79,6 +79,13 @@ def test_two_stage_search_end_to_end(cli, workdir: Path, mlflow_client) -> None:
                    for r in mine)
     done = next(r for r in trials if r.data.tags["cnnexp.state"] == "complete")
     assert len(mlflow_client.get_metric_history(done.info.run_id, "val_acc")) >= 1
+    # every trial that finished fitting carries its learning-curve diagnosis, as do the tables
+    from cnnexp.diagnose import KINDS
+
+    assert done.data.tags["diagnosis"] in KINDS
+    assert all(t["diagnosis"] in KINDS for t in coarse["top"])
+    assert "| diagnosis |" in next(r for r in stages if r.info.run_name == "coarse"
+                                   ).data.tags["mlflow.note.content"]
     files = {a.path for a in mlflow_client.list_artifacts(parent.info.run_id)}
     assert {"trials.csv", "best.yaml", "plots", "search.json"} <= files
 
@@ -86,6 +93,7 @@ def test_two_stage_search_end_to_end(cli, workdir: Path, mlflow_client) -> None:
     import pandas as pd
 
     assert len(pd.read_csv(out["csv_path"])) == 6
+    assert set(pd.read_csv(out["csv_path"])["diagnosis"].dropna()) <= set(KINDS)
     trained = cli("train", out["best_recipe_path"], "train.epochs=1", "--no-track", "--json")
     assert trained.exit_code == 0, trained.stderr
 

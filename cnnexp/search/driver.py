@@ -210,14 +210,16 @@ def _json(plan: Plan, results: list[StageResult], best: tuple | None, best_path:
     for r in results:
         s = r.summary()
         s["top"] = [{"trial": t.number, "name": t.user_attrs.get("cnnexp.name", ""),
-                     "value": t.value, "params": dict(t.params)} for t in r.top[:5]]
+                     "value": t.value, "params": dict(t.params),
+                     "diagnosis": t.user_attrs.get("cnnexp.diagnosis")} for t in r.top[:5]]
         stages.append(s)
     best_obj = None
     if best:
         r, t = best
         best_obj = {"stage": r.plan.name, "trial": t.number, "value": t.value,
                     "params": dict(t.params), "epochs": r.plan.epochs,
-                    "mlflow_run_id": t.user_attrs.get("cnnexp.mlflow_run_id")}
+                    "mlflow_run_id": t.user_attrs.get("cnnexp.mlflow_run_id"),
+                    "diagnosis": t.user_attrs.get("cnnexp.diagnosis")}
     return {"study": plan.study, "storage": plan.storage, "metric": plan.metric,
             "direction": plan.direction, "stages": stages, "best": best_obj,
             "best_recipe_path": str(best_path) if best_path else None,

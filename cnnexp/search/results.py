@@ -89,6 +89,7 @@ def rows(results: list[StageResult]) -> list[dict[str, Any]]:
                         "counted": t.number not in gone, "epochs": r.plan.epochs,
                         **{f"params.{p}": t.params.get(p) for p in r.space},
                         "reason": t.user_attrs.get("cnnexp.reason", ""),
+                        "diagnosis": t.user_attrs.get("cnnexp.diagnosis", ""),
                         "seconds": t.user_attrs.get("cnnexp.seconds"),
                         "retry_of": t.system_attrs.get("failed_trial"),
                         "mlflow_run_id": t.user_attrs.get("cnnexp.mlflow_run_id", "")})
@@ -108,11 +109,12 @@ def write_best_recipe(plan: Plan, stage: StageResult, trial: FrozenTrial, path: 
 
 def top_markdown(r: StageResult, metric: str, k: int = 10) -> str:
     params = list(r.space)
-    head = f"| trial | {metric} | " + " | ".join(params) + " |"
-    lines = [head, "|" + "---|" * (len(params) + 2)]
+    head = f"| trial | {metric} | " + " | ".join(params) + " | diagnosis |"
+    lines = [head, "|" + "---|" * (len(params) + 3)]
     for t in r.top[:k]:
         lines.append(f"| {r.plan.name}-{t.number:02d} | {t.value:.4f} | " +
-                     " | ".join(fmt(t.params.get(p, "")) for p in params) + " |")
+                     " | ".join(fmt(t.params.get(p, "")) for p in params) +
+                     f" | {t.user_attrs.get('cnnexp.diagnosis', '-')} |")
     return "\n".join(lines)
 
 
@@ -155,11 +157,12 @@ def render(result: dict[str, Any], console: Any, k: int = 5) -> None:
                       f"{s['failed']} failed ({s['epochs']} epochs); top {k}:", highlight=False)
         table = Table()
         params = list(s["ranges"])
-        for col in ["trial", result["metric"], *params]:
+        for col in ["trial", result["metric"], *params, "diagnosis"]:
             table.add_column(col)
         for row in s["top"][:k]:
             table.add_row(row["name"].split(" ")[0], f"{row['value']:.4f}",
-                          *(fmt(row["params"].get(p, "")) for p in params))
+                          *(fmt(row["params"].get(p, "")) for p in params),
+                          row.get("diagnosis") or "-")
         console.print(table)
         for w in s["edge_warnings"]:
             console.print(f"[yellow]warning:[/] {s['name']}: {w}", highlight=False)

@@ -162,6 +162,16 @@ def run_trial(ctx: TrialContext, trial_id: int) -> str:
     return state.name.lower()
 
 
+def _tag_diagnosis(trial: optuna.Trial, result: Any, r: tracking.Run | None) -> None:
+    """The learning-curve verdict, for the trial tables and the MLflow run's tag."""
+    from cnnexp.diagnose_log import DIAGNOSIS_TAG, diagnose_fit
+
+    verdict = diagnose_fit(result).diagnosis
+    trial.set_user_attr("cnnexp.diagnosis", verdict)
+    if r is not None:
+        r.set_tags({DIAGNOSIS_TAG: verdict})
+
+
 def _mlflow_run(ctx: TrialContext, name: str, tags: dict[str, Any]) -> Any:
     from contextlib import nullcontext
 
@@ -184,6 +194,7 @@ def _train(ctx: TrialContext, trial: optuna.Trial, recipe: Recipe,
         if r is not None:
             r.log_text(traceback.format_exc(), "traceback.txt")
         return TrialState.FAIL, None, f"{type(exc).__name__}: {exc}"[:500]
+    _tag_diagnosis(trial, result, r)
     if result.status == "diverged":
         return TrialState.PRUNED, None, f"diverged ({result.reason})"
     value = objective(result.history, plan.metric, plan.direction, plan.summary)
