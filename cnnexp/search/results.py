@@ -157,18 +157,28 @@ def render(result: dict[str, Any], console: Any, k: int = 5) -> None:
                       f"{s['failed']} failed ({s['epochs']} epochs); top {k}:", highlight=False)
         table = Table()
         params = list(s["ranges"])
-        for col in ["trial", result["metric"], *params, "diagnosis"]:
-            table.add_column(col)
+        for col in ["trial", result["metric"], *map(short, params), "diagnosis"]:
+            table.add_column(col, overflow="fold")
         for row in s["top"][:k]:
             table.add_row(row["name"].split(" ")[0], f"{row['value']:.4f}",
                           *(fmt(row["params"].get(p, "")) for p in params),
                           row.get("diagnosis") or "-")
         console.print(table)
         for w in s["edge_warnings"]:
-            console.print(f"[yellow]warning:[/] {s['name']}: {w}", highlight=False)
+            console.print(f"[yellow]warning:[/] {s['name']}: {w}", highlight=False,
+                          soft_wrap=True)
     best = result["best"]
     if best:
         console.print(f"best: {best['stage']}-{best['trial']:02d} {result['metric']}="
-                      f"{best['value']:.4f}  ->  {result['best_recipe_path']}", highlight=False)
+                      f"{best['value']:.4f}  ->  {result['best_recipe_path']}", highlight=False,
+                      soft_wrap=True)
     console.print(f"trials: {result['csv_path']}   study: {result['study']}   "
-                  f"({result['seconds']:.0f} s)", highlight=False)
+                  f"({result['seconds']:.0f} s)", highlight=False, soft_wrap=True)
+
+
+def short(path: str) -> str:
+    """Column header for a parameter: `opt.weight_decay` -> `wd` (the run-name abbreviation)."""
+    from cnnexp.search.trial import SHORT
+
+    leaf = path.rpartition(".")[2]
+    return SHORT.get(leaf, leaf)

@@ -230,7 +230,7 @@ class Stage:
     def requeue(self, t: FrozenTrial, reason: str) -> None:
         """A WAITING copy of `t` (same params) that the next free worker picks up."""
         history = [*t.system_attrs.get("retry_history", []), t.number]
-        user = {k: v for k, v in t.user_attrs.items() if not k.startswith("cnnexp.worker")}
+        user = {k: v for k, v in t.user_attrs.items() if k == "cnnexp.ticket"}
         self.study.add_trial(optuna.trial.create_trial(
             state=TrialState.WAITING, params=t.params, distributions=t.distributions,
             user_attrs={**user, "cnnexp.retry_reason": reason},
