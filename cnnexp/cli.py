@@ -452,6 +452,49 @@ def diagnose(run_id: Annotated[str, typer.Argument(help="An MLflow run id (or a 
     guarded(body)
 
 
+@app.command()
+def report(ref: Annotated[str | None, typer.Argument(
+               metavar="[STUDY|RUN_ID]", help="A run id (or prefix), an experiment name, a "
+               "search study or an ablation name (default: the newest experiment).",
+               show_default=False)] = None,
+           out: Annotated[str | None, typer.Option(
+               help="HTML file to write (default: outputs/report/NAME.html).")] = None,
+           log: Annotated[bool, typer.Option(help="Also log the file to MLflow (--no-log: "
+                                                  "don't).")] = True,
+           json: Json = False) -> None:
+    """One self-contained HTML page (plots inline) summarising what MLflow holds: sanity
+    verdicts, search stages with ranges and edge warnings, the best trial's curves and
+    diagnosis, the ablation table, training runs with confusion matrix and top losses. Logged
+    to the main run as `report/NAME.html`.
+
+    Examples:
+
+        cnnexp report                                   # the newest experiment
+
+        cnnexp report digits-3f2a9c --out study.html    # a search study
+
+        cnnexp report ablation-digits_components --json
+    """
+
+    def body() -> None:
+        import os
+        from pathlib import Path
+
+        from cnnexp.console import quiet_libraries
+        from cnnexp.report import build
+
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        quiet_libraries()
+        result = build(ref, Path(out) if out else None, log=log)
+        if json:
+            emit_json(result)
+        else:
+            err.print(f"report on {result['subject']} ({len(result['runs'])} run(s)): "
+                      f"{result['out']}", highlight=False)
+
+    guarded(body)
+
+
 def main() -> None:
     app()
 

@@ -115,13 +115,17 @@ def diagnose(history: Sequence[Mapping[str, float]], *, status: str = "completed
             what.append(f"val_acc fell by >= {t.acc_drop:.2f} in one epoch in epoch(s) "
                         f"{ev['acc_drops']}")
         return _make("unstable", "; ".join(what), ev, n)
-    growing = ev["gap_growth"] >= t.gap_growth or ev["val_loss_rise"] >= t.val_loss_rise
-    if ev["gap"] >= t.gap and growing:
+    large = ev["gap"] >= t.gap
+    fitted = ev["train_acc"] >= t.low_acc
+    rising = ev["val_loss_rise"] >= t.val_loss_rise
+    if large and (rising or (fitted and ev["gap_growth"] >= t.gap_growth)):
+        why = [f"gap grown by {ev['gap_growth']:.3f} since epoch {ev['gap_min_epoch']}"]
+        if rising:
+            why.append(f"val_loss {ev['val_loss_rise']:+.0%} above its minimum at epoch "
+                       f"{ev['val_loss_min_epoch']}")
         return _make("overfitting", f"train_acc {ev['train_acc']:.3f} vs val_acc "
-                     f"{ev['val_acc']:.3f}: gap {ev['gap']:.3f} (>= {t.gap}), grown by "
-                     f"{ev['gap_growth']:.3f} since epoch {ev['gap_min_epoch']}; val_loss "
-                     f"{ev['val_loss_rise']:+.0%} vs its minimum at epoch "
-                     f"{ev['val_loss_min_epoch']}", ev, n)
+                     f"{ev['val_acc']:.3f}: gap {ev['gap']:.3f} (>= {t.gap}); "
+                     + "; ".join(why), ev, n)
     if n < t.min_epochs:
         return _make("not_converged", f"only {n} epoch(s): too few to read a trend (min_epochs="
                      f"{t.min_epochs})", ev, n)
@@ -129,10 +133,14 @@ def diagnose(history: Sequence[Mapping[str, float]], *, status: str = "completed
         return _make("not_converged", f"validation still improving over the last "
                      f"{ev['window']} epochs: val_acc {ev['val_acc_gain']:+.3f}, val_loss "
                      f"-{ev['val_loss_drop']:.0%}", ev, n)
-    if ev["train_acc"] < t.low_acc:
-        return _make("underfitting", f"train_acc {ev['train_acc']:.3f} (< {t.low_acc}) and val_acc "
-                     f"{ev['val_acc']:.3f} both low and close (gap {ev['gap']:.3f}), curves "
-                     "flat", ev, n)
+    if not fitted and large:  # the course's "not training enough": both low, still a gap
+        return _make("not_converged", f"train_acc {ev['train_acc']:.3f} and val_acc "
+                     f"{ev['val_acc']:.3f} both low (< {t.low_acc}) with a gap of "
+                     f"{ev['gap']:.3f}: not trained enough", ev, n)
+    if not fitted:
+        return _make("underfitting", f"train_acc {ev['train_acc']:.3f} (< {t.low_acc}) and "
+                     f"val_acc {ev['val_acc']:.3f} both low and close (gap {ev['gap']:.3f}), "
+                     "curves flat", ev, n)
     return _make("healthy", f"train_acc {ev['train_acc']:.3f}, val_acc {ev['val_acc']:.3f}, "
                  f"gap {ev['gap']:.3f}; validation has levelled off", ev, n)
 
@@ -150,7 +158,7 @@ def _evidence(tl: list[float], ta: list[float], vl: list[float], va: list[float]
     loss_spikes = [i + 1 for i in range(1, n) if (tl[i] - tl[i - 1]) / max(tl[i - 1], floor)
                    >= t.spike]
     acc_drops = [i + 1 for i in range(1, n) if va[i - 1] - va[i] >= t.acc_drop]
-    best = max(range(n), key=lambda i: va[i])
+    best = max(range(n), key=lambda i: (va[i], -vl[i]))  # the engine's tie-break too
     return {
         "epochs": n, "train_acc": _r(ta[-1]), "val_acc": _r(va[-1]),
         "train_loss": _r(tl[-1]), "val_loss": _r(vl[-1]), "gap": _r(gaps[-1]),

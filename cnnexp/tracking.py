@@ -344,3 +344,36 @@ def artifact_paths(run_id: str, folder: str = "", c: MlflowClient | None = None)
     """Files (not folders) directly under an artifact folder of the run."""
     c = c or client()
     return [f.path for f in c.list_artifacts(run_id, folder or None) if not f.is_dir]
+
+
+def experiment_by_name(name: str, c: MlflowClient | None = None) -> str | None:
+    """The id of an active experiment with this name, else None."""
+    exp = (c or client()).get_experiment_by_name(name)
+    return exp.experiment_id if exp is not None and exp.lifecycle_stage == "active" else None
+
+
+def runs_in(experiment_id: str, filter_string: str = "", c: MlflowClient | None = None
+            ) -> list[dict[str, Any]]:
+    """Every run of an experiment matching the filter, newest first."""
+    c = c or client()
+    out, token = [], None
+    while True:
+        page = c.search_runs([experiment_id], filter_string, max_results=1000,
+                             order_by=["start_time DESC"], page_token=token)
+        out += [run_record(r) for r in page]
+        token = page.token
+        if not token:
+            return out
+
+
+def artifact_bytes(run_id: str, path: str, c: MlflowClient | None = None) -> bytes | None:
+    """A binary artifact (e.g. a PNG), or None when the run has none at that path."""
+    import tempfile
+
+    c = c or client()
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = Path(c.download_artifacts(run_id, path, tmp))
+        except (mlflow.exceptions.MlflowException, OSError):
+            return None
+        return local.read_bytes() if local.is_file() else None

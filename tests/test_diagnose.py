@@ -149,3 +149,27 @@ def test_every_kind_has_remedies_and_markdown():
         assert d.remedies and f"**Diagnosis: {kind}**" in d.markdown()
         assert set(d.to_dict()) == {"diagnosis", "summary", "evidence", "remedies",
                                     "not_remedies"}
+
+
+def test_both_low_with_a_gap_is_not_trained_enough():
+    # The course: "train and val accuracies are both low but there is still a gap".
+    h = hist([0.3, 0.45, 0.55, 0.6, 0.62, 0.625, 0.627, 0.628],
+             [0.3, 0.42, 0.49, 0.52, 0.53, 0.532, 0.533, 0.533],
+             val_loss=[1.2, 1.0, 0.9, 0.86, 0.85, 0.849, 0.848, 0.848])
+    d = diagnose(h)
+    assert d.diagnosis == "not_converged" and "not trained enough" in d.summary
+    # A near-chance run (a search trial of 3 epochs on 300 images) is not "overfitting".
+    h = hist([0.125, 0.117, 0.176], [0.114, 0.120, 0.111],
+             train_loss=[2.30, 2.265, 2.203], val_loss=[2.302, 2.301, 2.299])
+    assert diagnose(h).diagnosis == "not_converged"
+
+
+def test_low_accuracy_with_rising_val_loss_is_overfitting():
+    # A hard task (train_acc never reaches low_acc) whose val loss turns up: memorising.
+    h = hist([0.3, 0.45, 0.55, 0.65, 0.72, 0.78, 0.82, 0.85],
+             [0.3, 0.42, 0.48, 0.50, 0.50, 0.49, 0.48, 0.47],
+             val_loss=[1.5, 1.3, 1.2, 1.15, 1.2, 1.3, 1.4, 1.5])
+    d = diagnose(h)
+    assert d.diagnosis == "overfitting"
+    assert d.evidence["val_loss_min_epoch"] == 4
+    assert "above its minimum at epoch 4" in d.summary

@@ -11,7 +11,7 @@ from cnnexp.diagnose import KINDS
 from tests.test_diagnose import OVERFIT
 
 
-def test_train_logs_diagnosis_and_classification_artifacts(cli, mlflow_client) -> None:
+def test_train_diagnosis_artifacts_and_report(cli, mlflow_client) -> None:
     res = cli("train", "data.subset=300", "train.epochs=3", "--json")
     assert res.exit_code == 0, res.stderr
     out = res.json()
@@ -55,6 +55,21 @@ def test_train_logs_diagnosis_and_classification_artifacts(cli, mlflow_client) -
     assert bad.exit_code == 2 and bad.stdout == ""
     assert "did you mean" in bad.stderr and out["run_id"] in bad.stderr
     assert "Traceback" not in bad.stderr
+
+    # The HTML report on that run: self-contained, the diagnosis and three inline plots, and
+    # logged to the run.
+    rep = cli("report", out["run_id"], "--out", "r.html", "--json")
+    assert rep.exit_code == 0, rep.stderr
+    meta = rep.json()
+    assert meta["logged_to"] == out["run_id"] and meta["artifact"] == "report/r.html"
+    page = Path("r.html").read_text()
+    assert f"Training run {run.info.run_name}: {out['diagnosis']}" in page
+    assert page.count('src="data:image/png;base64,') == 3  # curves, confusion, top losses
+    assert "http://" not in page and "https://" not in page and "<script" not in page
+    logged = {f.path for f in mlflow_client.list_artifacts(out["run_id"], "report")}
+    assert logged == {"report/r.html"}
+    missing = cli("report", "digitz")
+    assert missing.exit_code == 2 and "did you mean 'digits'" in missing.stderr
 
 
 def test_diagnose_reads_logged_history_thresholds_and_parents(cli, workdir) -> None:

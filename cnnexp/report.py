@@ -1,0 +1,108 @@
+"""`cnnexp report`: one self-contained HTML page summarising what MLflow holds about a study,
+an ablation, a sanity run or a training run (or a whole experiment of them)."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cnnexp.errors import BadInput, did_you_mean
+
+KINDS = ("sanity", "search", "ablation", "train")  # top-level runs a report covers, in order
+REPORT_ARTIFACT = "report"
+
+
+@dataclass
+class Subject:
+    title: str
+    experiment_id: str
+    runs: list[dict[str, Any]]  # top-level runs, newest first
+
+
+def resolve(ref: str | None) -> Subject:
+    """A run id (or prefix), an experiment name, a search study or an ablation name; none:
+    the experiment of the newest cnnexp run."""
+    from cnnexp import tracking
+
+    if ref is None:
+        newest = [r for r in tracking.recent_runs(limit=200) if _kind(r) in KINDS]
+        if not newest:
+            raise BadInput("nothing to report: the tracking store has no cnnexp runs yet")
+        ref = newest[0]["experiment_id"]
+        return _experiment(ref, dict(tracking.experiments()).get(ref, ref))
+    rec = tracking.find_run(ref)
+    if rec is not None:
+        while rec["parent_id"]:
+            rec = tracking.find_run(rec["parent_id"]) or {**rec, "parent_id": None}
+        return Subject(f"{_kind(rec) or 'run'} {rec['name']}", rec["experiment_id"], [rec])
+    exp_id = tracking.experiment_by_name(ref)
+    if exp_id is not None:
+        return _experiment(exp_id, ref)
+    named = [r for r in tracking.recent_runs(limit=2000) if ref in (
+        r["tags"].get("optuna.study"), r["tags"].get("cnnexp.ablation")) and not r["parent_id"]]
+    if named:
+        return Subject(f"{_kind(named[0])} {ref}", named[0]["experiment_id"], named[:1])
+    names = [n for _, n in tracking.experiments()] + [
+        v for r in tracking.recent_runs(limit=2000) for k, v in r["tags"].items()
+        if k in ("optuna.study", "cnnexp.ablation")]
+    raise BadInput(f"no run, experiment, study or ablation named '{ref}'"
+                   f"{did_you_mean(ref, names)}")
+
+
+def _experiment(exp_id: str, name: str) -> Subject:
+    from cnnexp import tracking
+
+    runs = [r for r in tracking.runs_in(exp_id) if not r["parent_id"] and _kind(r) in KINDS]
+    if not runs:
+        raise BadInput(f"experiment '{name}' has no cnnexp runs to report")
+    return Subject(f"experiment {name}", exp_id, runs)
+
+
+def _kind(r: dict[str, Any]) -> str:
+    return r["tags"].get("cnnexp.kind", "")
+
+
+def primary(subject: Subject) -> dict[str, Any]:
+    """The run the report is logged to: the newest ablation, else search, sanity, train."""
+    order = {"ablation": 0, "search": 1, "sanity": 2, "train": 3}
+    return min(subject.runs, key=lambda r: (order.get(_kind(r), 9), -(r["start_time"] or 0)))
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:80] or "report"
+
+
+def build(ref: str | None, out: Path | None = None, log: bool = True) -> dict[str, Any]:
+    """Write the HTML file (and log it to the primary run); returns what --json prints."""
+    from cnnexp import report_html as H
+    from cnnexp import report_sections as S
+    from cnnexp import tracking
+
+    subject = resolve(ref)
+    by_kind = {k: [r for r in subject.runs if _kind(r) == k] for k in KINDS}
+    sections = []
+    for kind, render in (("sanity", S.sanity), ("search", S.search),
+                         ("ablation", S.ablation), ("train", S.train)):
+        sections += [render(r) for r in by_kind[kind]]
+    counts = ", ".join(f"{len(v)} {k}" for k, v in by_kind.items() if v)
+    html = H.page(f"cnnexp report: {subject.title}",
+                  f"Tracking store `{tracking.tracking_uri()}`, experiment id "
+                  f"{subject.experiment_id}; {counts}; generated "
+                  f"{time.strftime('%Y-%m-%d %H:%M')}.", sections)
+    path = out or Path("outputs") / "report" / f"{slug(subject.title)}.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(html, encoding="utf-8")
+    target = primary(subject)
+    if log:
+        run = tracking.attach(target["run_id"])
+        if run is not None:
+            run.log_artifact(str(path), REPORT_ARTIFACT)
+    return {"out": str(path), "subject": subject.title, "experiment_id": subject.experiment_id,
+            "runs": [{"run_id": r["run_id"], "name": r["name"], "kind": _kind(r)}
+                     for r in subject.runs],
+            "logged_to": target["run_id"] if log else None,
+            "artifact": f"{REPORT_ARTIFACT}/{path.name}" if log else None,
+            "bytes": path.stat().st_size}

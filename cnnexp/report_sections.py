@@ -1,0 +1,130 @@
+"""One HTML section per top-level run kind, read back from MLflow (descriptions, tags,
+metric histories and artifacts): sanity verdicts, search stages, ablation table, training run."""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any
+
+from cnnexp import report_html as H
+
+
+def _head(r: dict[str, Any], title: str) -> str:
+    return (f"<h2>{html.escape(title)}</h2><p class=muted>run <code>{r['run_id']}</code> · "
+            f"{html.escape(r['name'] or '')} · {r['status'].lower()}</p>")
+
+
+def _pngs(run_id: str, folder: str = "", caption: str = "") -> list[str]:
+    from cnnexp import tracking
+
+    out = []
+    for path in sorted(tracking.artifact_paths(run_id, folder)):
+        if path.endswith(".png"):
+            data = tracking.artifact_bytes(run_id, path)
+            if data:
+                out.append(H.img(data, path, f"{caption}{path}"))
+    return out
+
+
+def sanity(r: dict[str, Any]) -> str:
+    from cnnexp import tracking
+
+    verdict = r["tags"].get("cnnexp.status", r["status"].lower())
+    parts = [_head(r, f"Sanity checks: {verdict}"), H.markdown(r["description"])]
+    figs = []
+    for child in tracking.child_runs(r["run_id"], r["experiment_id"]):
+        figs += _pngs(child["run_id"], caption=f"{child['name']}: ")
+    parts.append(H.grid(figs))
+    return "\n".join(parts)
+
+
+def _ranges_table(stage: dict[str, Any]) -> str:
+    rows = []
+    for p, d in stage.get("ranges", {}).items():
+        if "choices" in d:
+            shown = "{" + ", ".join(map(str, d["choices"])) + "}"
+        else:
+            shown = f"[{d['low']:.3g}, {d['high']:.3g}]" + (" log" if d.get("log") else "")
+        rows.append([p, shown, _fmt(stage.get("best_params", {}).get(p, ""))])
+    return H.table(["parameter", "range", "best"], rows)
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def _trial_diagnoses(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Trial runs by MLflow run id (children of the stage runs)."""
+    from cnnexp import tracking
+
+    out = {}
+    for stage in tracking.child_runs(r["run_id"], r["experiment_id"]):
+        for t in tracking.child_runs(stage["run_id"], r["experiment_id"]):
+            out[t["run_id"]] = t
+            out[t["name"]] = t
+    return out
+
+
+def search(r: dict[str, Any]) -> str:
+    from cnnexp import tracking
+
+    study = r["tags"].get("optuna.study", r["name"])
+    parts = [_head(r, f"Search {study}"), H.markdown(r["description"])]
+    text = tracking.artifact_text(r["run_id"], "search.json")
+    if text is None:
+        parts.append(H.warning("No search.json: the search has not finished."))
+        return "\n".join(parts)
+    sj = json.loads(text)
+    trials = _trial_diagnoses(r)
+    for s in sj["stages"]:
+        parts.append(f"<h3>Stage {html.escape(s['name'])}</h3><p>{s['trials']} trials "
+                     f"({s['complete']} complete, {s['pruned']} pruned, {s['failed']} failed), "
+                     f"{s['epochs']} epochs each.</p>")
+        parts.append(_ranges_table(s))
+        parts += [H.warning(f"Edge: {w}") for w in s.get("edge_warnings", [])]
+        rows = []
+        for t in s.get("top", []):
+            run = trials.get(t["name"], {})
+            rows.append([t["name"], f"{t['value']:.4f}",
+                         run.get("tags", {}).get("diagnosis", "-")])
+        parts.append(H.table(["top trials", sj["metric"], "diagnosis"], rows))
+    parts.append(_best_trial(sj))
+    parts.append(H.grid(_pngs(r["run_id"], "plots")))
+    return "\n".join(parts)
+
+
+def _best_trial(sj: dict[str, Any]) -> str:
+    """The best trial's learning curves and their diagnosis."""
+    from cnnexp import tracking
+    from cnnexp.diagnose import diagnose
+    from cnnexp.diagnose_plots import curves_figure, png_bytes
+
+    best = sj.get("best") or {}
+    run_id = best.get("mlflow_run_id")
+    if not run_id:
+        return ""
+    hist = [h for h in tracking.metric_history(run_id) if len(h) == 5]
+    if not hist:
+        return ""
+    d = diagnose(hist)
+    fig = curves_figure(hist, f"best trial {best['stage']}-{best['trial']:02d}: {d.diagnosis}")
+    params = " ".join(f"`{k}={_fmt(v)}`" for k, v in best.get("params", {}).items())
+    return (f"<h3>Best trial: {best['stage']}-{best['trial']:02d}</h3>"
+            + H.markdown(f"{sj['metric']} = {best['value']:.4f} after {best['epochs']} "
+                         f"epochs; {params}\n\n{d.markdown()}")
+            + H.img(png_bytes(fig), "best trial curves"))
+
+
+def ablation(r: dict[str, Any]) -> str:
+    name = r["tags"].get("cnnexp.ablation", r["name"])
+    parts = [_head(r, f"Ablation {name}"), H.markdown(r["description"]),
+             H.grid(_pngs(r["run_id"], "ablation"))]
+    return "\n".join(parts)
+
+
+def train(r: dict[str, Any]) -> str:
+    diag = r["tags"].get("diagnosis", "-")
+    parts = [_head(r, f"Training run {r['name']}: {diag}"), H.markdown(r["description"]),
+             H.grid(_pngs(r["run_id"], "diagnosis") + _pngs(r["run_id"], "classification"))]
+    return "\n".join(parts)
