@@ -53,7 +53,7 @@ def cells(rows: Sequence[Row], info: TableInfo) -> tuple[list[str], list[list[st
     head = ["Arm", "Change", f"{info.metric} (mean ± std)", "n",
             "Δ vs previous" if cumulative else "Δ vs baseline"]
     head += ["Δ vs start"] if cumulative else []
-    head += ["p (Welch)", "Verdict", "train–val gap", "Δ gap", "Params", "s / run"]
+    head += ["p (Welch)", "Verdict", "train–val gap", "Δ gap", "Diagnosis", "Params", "s / run"]
     head += ["LR (retuned)"] if info.retuned else []
     body = []
     for row in rows:
@@ -71,7 +71,8 @@ def cells(rows: Sequence[Row], info: TableInfo) -> tuple[list[str], list[list[st
         line += ["—" if ref else _p(row.p_value),
                  "—" if ref else row.verdict,
                  "n/a" if not math.isfinite(row.train_val_gap) else f"{row.train_val_gap * 100:.2f} pp",
-                 "—" if ref else _pp(row.gap_change), f"{row.params:,}", f"{row.seconds:.1f}"]
+                 "—" if ref else _pp(row.gap_change), row.diagnosis or "—", f"{row.params:,}",
+                 f"{row.seconds:.1f}"]
         if info.retuned:
             line.append("n/a" if row.lr is None else f"{row.lr:.3g}")
         body.append(line)
@@ -110,7 +111,6 @@ def records(rows: Sequence[Row], info: TableInfo) -> list[dict[str, Any]]:
     for row in rows:
         rec = asdict(row)
         rec["change"] = info.changes.get(row.arm, "")
-        rec["values"] = " ".join(f"{v:.6g}" for v in row.values)
         out.append(rec)
     return out
 
@@ -118,7 +118,9 @@ def records(rows: Sequence[Row], info: TableInfo) -> list[dict[str, Any]]:
 def write_csv(rows: Sequence[Row], info: TableInfo, path: Path) -> None:
     import pandas as pd
 
-    pd.DataFrame(records(rows, info)).to_csv(path, index=False)
+    recs = [{**r, "values": " ".join(f"{v:.6g}" for v in r["values"])}
+            for r in records(rows, info)]
+    pd.DataFrame(recs).to_csv(path, index=False)
 
 
 def rich_table(rows: Sequence[Row], info: TableInfo) -> Any:
