@@ -22,6 +22,7 @@ from cnnexp.ablate_stats import Row, SeedResult, summarize
 from cnnexp.ablate_table import TableInfo, bar_chart, html_page, markdown, records, write_csv
 from cnnexp.data import DataBundle, build_data
 from cnnexp.device import resolve_device
+from cnnexp.diagnose_log import diagnose_fit
 from cnnexp.engine import fit
 from cnnexp.schema import Recipe
 
@@ -102,7 +103,8 @@ def _reused(run: Any, metric: str) -> SeedResult:
                       train_acc=m.get("final_train_acc", math.nan),
                       val_acc=m.get("final_val_acc", math.nan),
                       status=run.data.tags["cnnexp.status"], params=int(m.get("params", 0)),
-                      seconds=m.get("seconds", 0.0), run_id=run.info.run_id, reused=True)
+                      seconds=m.get("seconds", 0.0), run_id=run.info.run_id, reused=True,
+                      diagnosis=run.data.tags.get("diagnosis", ""))
 
 
 def _train_seed(parent: tracking.Run, arm: Arm, recipe: Recipe, seed_index: int, name: str,
@@ -121,14 +123,16 @@ def _train_seed(parent: tracking.Run, arm: Arm, recipe: Recipe, seed_index: int,
         out = SeedResult(value=metric_value(result, metric),
                          train_acc=last.get("train_acc", math.nan),
                          val_acc=last.get("val_acc", math.nan), status=result.status,
-                         params=result.params, seconds=result.seconds, run_id=r.run_id)
+                         params=result.params, seconds=result.seconds, run_id=r.run_id,
+                         diagnosis=diagnose_fit(result).diagnosis)
         r.log_metrics({"ablation_metric": out.value, "final_train_acc": out.train_acc,
                        "final_val_acc": out.val_acc, "final_val_loss": last.get("val_loss", math.nan),
                        "best_val_acc": result.best_val_acc, "seconds": result.seconds,
                        "params": result.params})
         if result.status == "diverged":
             r.end_status = "FAILED"
-        r.set_tags({"cnnexp.reason": result.reason, "cnnexp.status": result.status})
+        r.set_tags({"cnnexp.reason": result.reason, "diagnosis": out.diagnosis,
+                    "cnnexp.status": result.status})
         return out
 
 

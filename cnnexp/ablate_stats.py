@@ -15,6 +15,8 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from cnnexp.diagnose import consensus
+
 REFERENCE = "reference"
 
 
@@ -30,6 +32,7 @@ class SeedResult:
     seconds: float = 0.0
     run_id: str = ""
     reused: bool = False
+    diagnosis: str = ""  # learning-curve verdict (cnnexp.diagnose)
 
     @property
     def diverged(self) -> bool:
@@ -59,6 +62,7 @@ class Row:
     compared_to: str = ""
     lr: float | None = None
     values: list[float] = field(default_factory=list)
+    diagnosis: str = ""  # the seeds' learning-curve verdicts, e.g. "healthy", "overfitting 2/3"
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -119,7 +123,8 @@ def summarize(arms: Sequence[tuple[str, Sequence[SeedResult]]], *, higher_is_bet
                   params=max((r.params for r in results), default=0),
                   seconds=_mean([r.seconds for r in results if not r.reused]
                                 or [r.seconds for r in results]),
-                  lr=lrs[i] if lrs else None, values=values)
+                  lr=lrs[i] if lrs else None, values=values,
+                  diagnosis=consensus([r.diagnosis for r in results]))
         if i > 0:
             j = i - 1 if cumulative else 0
             other = rows[j]

@@ -79,6 +79,17 @@ class Diagnosis:
         return "\n".join(lines).rstrip()
 
 
+def consensus(labels: Sequence[str]) -> str:
+    """One cell for several seeds: 'healthy' when they agree, else the most common with its
+    count, e.g. 'overfitting 2/3' ('' when there is none)."""
+    labels = [x for x in labels if x]
+    if not labels:
+        return ""
+    top = max(dict.fromkeys(labels), key=labels.count)  # ties: the first seen
+    n = labels.count(top)
+    return top if n == len(labels) else f"{top} {n}/{len(labels)}"
+
+
 def _series(history: Sequence[Mapping[str, float]], key: str) -> list[float]:
     return [float(h.get(key, math.nan)) for h in history]
 

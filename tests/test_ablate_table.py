@@ -61,3 +61,20 @@ def test_html_csv_and_chart(tmp_path: Path) -> None:
     fig.savefig(tmp_path / "c.png")
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["start", "+bn", "+aug", "+reg"]
+
+
+def test_diagnosis_column_summarises_the_seeds() -> None:
+    def seeds(*verdicts: str) -> list[SeedResult]:
+        return [SeedResult(value=0.9, train_acc=0.95, val_acc=0.9, diagnosis=v) for v in verdicts]
+
+    rows = summarize([("baseline", seeds("healthy", "healthy")),
+                      ("no aug", seeds("overfitting", "healthy", "overfitting")),
+                      ("old runs", seeds("", ""))])
+    assert [r.diagnosis for r in rows] == ["healthy", "overfitting 2/3", ""]
+    text = markdown(rows, _info())
+    head = next(line for line in text.splitlines() if line.startswith("| Arm"))
+    assert "| Δ gap | Diagnosis | Params |" in head
+    col = [c.strip() for c in head.split("|")].index("Diagnosis")
+    cells = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")][col]
+             for line in text.splitlines() if line.startswith("| ") and line != head}
+    assert cells == {"baseline": "healthy", "no aug": "overfitting 2/3", "old runs": "—"}

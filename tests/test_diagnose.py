@@ -173,3 +173,12 @@ def test_low_accuracy_with_rising_val_loss_is_overfitting():
     assert d.diagnosis == "overfitting"
     assert d.evidence["val_loss_min_epoch"] == 4
     assert "above its minimum at epoch 4" in d.summary
+
+
+def test_consensus_over_seeds():
+    from cnnexp.diagnose import consensus
+
+    assert consensus(["healthy", "healthy"]) == "healthy"
+    assert consensus(["overfitting", "healthy", "overfitting"]) == "overfitting 2/3"
+    assert consensus(["healthy", "unstable"]) == "healthy 1/2"  # a tie: the first seen
+    assert consensus(["", ""]) == ""
