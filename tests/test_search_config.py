@@ -54,6 +54,7 @@ BAD = [
     (["search.space.opt.lr.low=2.0"], "inverted range, low=2 > high=1"),
     (["search.space.opt.lr.low=1.0"], "empty range"),
     (["search.space.opt.lr.low=0"], "log: true needs low > 0"),
+    (["search.space.opt.lr.low=1e-4"], "YAML reads it as text: write 1.0e-4"),
     (["search.space.opt.weightdecay.low=0.1"], "did you mean 'opt.weight_decay'"),
     (["search.space.reg.dropout.high=1.5"], "search.space.reg.dropout: value 1.5 is not valid"),
     (["search.space.aug.flip={low: 0, high: 1}"], "aug.flip is not numeric"),

@@ -179,3 +179,40 @@ def test_edge_warning_when_the_range_is_placed_too_low(cli, workdir: Path) -> No
     assert fine["ranges"]["opt.lr"]["high"] == pytest.approx(1e-2)  # a decade past the edge
     assert fine["ranges"]["opt.lr"]["low"] > 1e-5  # and narrowed from below
     assert "upper edge" in res.stderr  # told to the user too
+
+
+def test_diverging_trials_are_pruned_and_the_search_goes_on(cli, workdir: Path,
+                                                            mlflow_client) -> None:
+    # lr >= 1000 without normalisation: every trial's loss blows up
+    args = ["data.subset=200", "arch.norm=none", "search.space.arch.norm=null",
+            "search.space.opt.lr={low: 1000.0, high: 10000.0, log: true}",
+            "search.stages.coarse.epochs=2", "search.stages.fine.epochs=1"]
+    res = cli("search", *args, "--trials", "coarse=3,fine=1", "--json")
+    assert res.exit_code == 1  # nothing completed: a failed search, but fully recorded
+    assert "no trial completed" in res.stderr
+    out = res.json()
+    assert [(s["trials"], s["pruned"], s["complete"]) for s in out["stages"]] == [(3, 3, 0),
+                                                                                  (1, 1, 0)]
+    assert out["best"] is None and out["stages"][1]["ranges"] == out["stages"][0]["ranges"]
+    runs = [r for r in runs_of(mlflow_client, out["study"])
+            if r.data.tags.get("cnnexp.kind") == "trial"]
+    assert len(runs) == 4
+    for r in runs:
+        assert r.data.tags["cnnexp.state"] == "pruned"
+        assert r.data.tags["cnnexp.reason"].startswith("diverged")
+        assert r.info.status == "FAILED"
+
+
+def test_trials_are_reproducible_from_the_seed(cli, workdir: Path) -> None:
+    args = ["data.subset=100", "search.stages.coarse.epochs=1"]
+    first = cli("search", *args, "--stages", "coarse", "--trials", "3", "--no-track", "--json")
+    again = cli("search", *args, "--stages", "coarse", "--trials", "3", "--no-track", "--json",
+                "--study", "another")
+    other = cli("search", *args, "search.seed=7", "--stages", "coarse", "--trials", "3",
+                "--no-track", "--json")
+
+    def params(res) -> dict:
+        assert res.exit_code == 0, res.stderr
+        return {t["trial"]: t["params"] for t in res.json()["stages"][0]["top"]}
+
+    assert params(first) == params(again) != params(other)

@@ -26,3 +26,8 @@ def search_command(ref: str | None, overrides: Sequence[str], opts: SearchOption
         from cnnexp.search.results import render
 
         render(result, Console())
+    if result["best"] is None:
+        from cnnexp.errors import CheckFailed
+
+        raise CheckFailed(f"search {result['study']}: no trial completed "
+                          f"(reasons in {result['csv_path']})")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -155,7 +156,11 @@ def _kind(path: str) -> str:
 
 def _number(path: str, key: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise BadInput(f"search.space.{path}.{key} must be a finite number, got {value!r}")
+        hint = ""
+        with contextlib.suppress(TypeError, ValueError):
+            float(value)
+            hint = " (YAML reads it as text: write 1.0e-4 / 1.0e+3, with a dot and a sign)"
+        raise BadInput(f"search.space.{path}.{key} must be a finite number, got {value!r}{hint}")
     return float(value)
 
 

@@ -50,7 +50,8 @@ def param_scatter(results: list[StageResult], metric: str) -> Figure | None:
             ax.set_xscale("log")
         ax.set_xlabel(path)
         ax.set_ylabel(metric)
-    axes[0].legend(fontsize=7)
+    if axes[0].get_legend_handles_labels()[0]:
+        axes[0].legend(fontsize=7)
     fig.suptitle(f"{metric} vs parameters (shaded: each stage's range)")
     return fig
 
