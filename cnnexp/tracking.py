@@ -38,6 +38,7 @@ NOTE_TAG = "mlflow.note.content"
 # `?workflowType=machine_learning` sets: see runs_url.)
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
+ML_VIEW = "workflowType=machine_learning"
 
 
 def tracking_uri() -> str:
@@ -259,7 +260,7 @@ def end_run(r: Run, status: str = "FINISHED") -> None:
 def runs_url(base: str, experiment_id: str, run_id: str | None = None) -> str:
     """The MLflow UI's runs table (or one run's page) in its "Model training" view."""
     page = f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs"
-    return f"{page}/{run_id}" if run_id else f"{page}?workflowType=machine_learning"
+    return f"{page}/{run_id}?{ML_VIEW}" if run_id else f"{page}?{ML_VIEW}"
 
 
 def experiments(c: MlflowClient | None = None) -> list[tuple[str, str]]:
