@@ -29,7 +29,8 @@ def study_name(overrides: list[str]) -> str:
 def cnnexp(*args: str, cwd: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "cnnexp.cli", "search", *args], cwd=cwd,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{cwd}/mlflow.db"})
+                            env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{cwd}/mlflow.db",
+                                 "OMP_NUM_THREADS": "1"})
 
 
 def stage_trials(cwd: Path, study: str, stage: str) -> list:
