@@ -47,9 +47,12 @@ def open_storage(url: str, heartbeat: int = 30) -> BaseStorage:
         if "://" in url:
             from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
-            raw = RDBStorage(url, heartbeat_interval=heartbeat, grace_period=max(3 * heartbeat, 10),
-                             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
-                                 max_retry=MAX_RETRY))
+            with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                raw = RDBStorage(url, heartbeat_interval=heartbeat,
+                                 grace_period=max(3 * heartbeat, 10),
+                                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                                     max_retry=MAX_RETRY))
             return optuna.storages.get_storage(raw)
         from optuna.storages.journal import JournalFileBackend
 
