@@ -92,9 +92,15 @@ def build(ref: str | None, out: Path | None = None, log: bool = True) -> dict[st
                   f"Tracking store `{tracking.tracking_uri()}`, experiment id "
                   f"{subject.experiment_id}; {counts}; generated "
                   f"{time.strftime('%Y-%m-%d %H:%M')}.", sections)
-    path = out or Path("outputs") / "report" / f"{slug(subject.title)}.html"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(html, encoding="utf-8")
+    name = f"{slug(subject.title)}.html"
+    path = out or Path("outputs") / "report" / name
+    if path.is_dir():
+        path = path / name
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(html, encoding="utf-8")
+    except OSError as exc:
+        raise BadInput(f"cannot write the report to '{path}': {exc.strerror or exc}") from None
     target = primary(subject)
     if log:
         run = tracking.attach(target["run_id"])

@@ -68,6 +68,10 @@ def test_train_diagnosis_artifacts_and_report(cli, mlflow_client) -> None:
     assert "http://" not in page and "https://" not in page and "<script" not in page
     logged = {f.path for f in mlflow_client.list_artifacts(out["run_id"], "report")}
     assert logged == {"report/r.html"}
+    into_dir = cli("report", out["run_id"][:8], "--out", ".", "--no-log", "--json").json()
+    assert Path(into_dir["out"]).name.startswith("train-digits") and into_dir["logged_to"] is None
+    blocked = cli("report", out["run_id"], "--out", "r.html/x.html")  # r.html is a file
+    assert blocked.exit_code == 2 and "cannot write the report to" in blocked.stderr
     missing = cli("report", "digitz")
     assert missing.exit_code == 2 and "did you mean 'digits'" in missing.stderr
 
