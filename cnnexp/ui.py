@@ -28,7 +28,11 @@ def serve(host: str, port: int) -> int:
         err.print(f"MLflow tracking server at {uri}: open it in a browser.")
         return 0
     err.print(f"MLflow UI for {uri} on http://{host}:{port} (Ctrl-C to stop)")
-    for line in experiment_links(f"http://{host}:{port}"):
+    try:
+        links = experiment_links(f"http://{host}:{port}")
+    except Exception:  # links are a convenience; the server reports a broken store itself
+        links = []
+    for line in links:
         err.print(line, highlight=False, soft_wrap=True)
     try:
         return subprocess.call(ui_command(host, port))
