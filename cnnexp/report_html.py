@@ -43,8 +43,10 @@ def _cells(line: str) -> list[str]:
 
 
 def _verdict_cell(text: str) -> str:
-    word = text.split(" ")[0].strip().lower()
-    cls = f' class="{word}"' if word in _VERDICT_WORDS else ""
+    """A short cell holding a verdict word ('✓ pass', 'overfitting 2/3') gets its colour."""
+    words = text.lower().split()
+    hit = next((w for w in words if w in _VERDICT_WORDS), None) if len(words) <= 3 else None
+    cls = f' class="{hit}"' if hit else ""
     return f"<td{cls}>{inline(text)}</td>"
 
 

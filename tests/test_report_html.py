@@ -7,12 +7,13 @@ from cnnexp.report_html import img, markdown, page
 
 def test_table_with_escaped_pipes_and_verdict_colours():
     md = ("**sanity digits**: FAILED\n\n| check | verdict | measured |\n|---|---|---|\n"
-          "| data | pass | mean \\|max\\| 0.01 |\n| lr-range | fail | `never` went down |\n")
+          "| data | ✓ pass | mean \\|max\\| 0.01 |\n| lr-range | fail | `never` went down |\n")
     out = markdown(md)
     assert "<p><strong>sanity digits</strong>: FAILED</p>" in out
     assert "<th>check</th><th>verdict</th><th>measured</th>" in out
     assert "<td>mean |max| 0.01</td>" in out
-    assert '<td class="pass">pass</td>' in out and '<td class="fail">fail</td>' in out
+    assert '<td class="pass">✓ pass</td>' in out and '<td class="fail">fail</td>' in out
+    assert "<td>mean |max| 0.01</td>" in out  # no verdict word: no colour
     assert "<code>never</code>" in out
     assert out.count("<tr>") == 3
 
