@@ -58,8 +58,12 @@ def guarded(fn: Callable[[], T]) -> T:
 def quiet_libraries() -> None:
     """MLflow/alembic chatter would bury the tool's own output."""
     import logging
+    import os
     import warnings
 
+    # with an http:// tracking server MLflow prints "View run ... at" on stdout at each run's
+    # end, which would break --json's one object on stdout
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     for name in ("alembic", "mlflow", "optuna", "urllib3"):
         logging.getLogger(name).setLevel(logging.WARNING if name != "alembic" else logging.ERROR)
     warnings.filterwarnings("ignore", module="mlflow")

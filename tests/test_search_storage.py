@@ -78,3 +78,16 @@ def test_running_trial_of_a_live_worker_is_left_alone(tmp_path: Path) -> None:
     st.claim()
     assert st.reap() == [] and counts(st.trials()).running == 1
     assert worker_alive({"host": "another-host", "pid": os.getpid() + 10**6})
+
+
+def test_a_worker_in_another_pid_namespace_or_boot_is_never_judged_by_pid() -> None:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead = {**worker_identity(), "pid": gone.pid}
+    assert not worker_alive(dead)
+    # same host name, but another container (pid namespace) or machine (boot id): the pid
+    # means nothing here, so only heartbeats may judge it
+    assert worker_alive({**dead, "pidns": "pid:[1]"})
+    assert worker_alive({**dead, "boot": "another-boot"})
+    # identities written before boot/pidns were recorded are still judged by pid
+    assert not worker_alive({k: dead[k] for k in ("host", "pid", "start")})

@@ -17,6 +17,7 @@ from typing import Any
 from cnnexp import tracking
 from cnnexp.engine import Callback
 from cnnexp.errors import BadInput, CheckFailed
+from cnnexp.redact import redact_url
 from cnnexp.search.config import Plan, build_plan
 from cnnexp.search.monitor import Monitor
 from cnnexp.search.results import (
@@ -77,7 +78,7 @@ def run_search(ref: str | None, overrides: Sequence[str], opts: SearchOptions, *
     plan, devices = prepare(ref, overrides, opts)
     storage = open_storage(plan.storage, opts.heartbeat)
     if opts.workers > 1 and plan.storage.startswith("sqlite"):
-        console_warn = f"--storage {plan.storage}: SQLite is not safe for parallel workers; " \
+        console_warn = f"--storage {redact_url(plan.storage)}: SQLite is not safe for parallel workers; " \
                        "use the default journal file or a server database"
         (console or _stderr()).print(f"[yellow]warning:[/] {console_warn}", soft_wrap=True)
     if opts.resume:
@@ -218,7 +219,7 @@ def _json(plan: Plan, results: list[StageResult], best: tuple | None, best_path:
                     "params": dict(t.params), "epochs": r.plan.epochs,
                     "mlflow_run_id": t.user_attrs.get("cnnexp.mlflow_run_id"),
                     "diagnosis": t.user_attrs.get("cnnexp.diagnosis")}
-    return {"study": plan.study, "storage": plan.storage, "metric": plan.metric,
+    return {"study": plan.study, "storage": redact_url(plan.storage), "metric": plan.metric,
             "direction": plan.direction, "stages": stages, "best": best_obj,
             "best_recipe_path": str(best_path) if best_path else None,
             "csv_path": str(csv_path), "seconds": round(seconds, 2)}

@@ -14,6 +14,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from cnnexp import tracking
 from cnnexp.errors import BadInput
+from cnnexp.redact import redact_url
 from cnnexp.search.config import Plan, StagePlan
 from cnnexp.search.narrow import Narrowed, Space, from_dict, next_space
 from cnnexp.search.storage import Stage, add_tickets, counts, ensure_study, superseded
@@ -60,7 +61,7 @@ def ensure_root(storage: BaseStorage, plan: Plan, recipe_yaml: str,
 def _parent_run(plan: Plan) -> tracking.Run:
     r = tracking.start_run(plan.study, plan.study, tags={
         "cnnexp.kind": "search", "cnnexp.recipe": plan.recipe_name, "optuna.study": plan.study,
-        "optuna.storage": plan.storage}, description=f"Search `{plan.study}` (running)")
+        "optuna.storage": redact_url(plan.storage)}, description=f"Search `{plan.study}` (running)")
     r.log_params({"search.metric": plan.metric, "search.direction": plan.direction,
                   "search.stages": ",".join(s.name for s in plan.stages),
                   **{f"search.space.{p}": v.show() for p, v in plan.space.items()}})

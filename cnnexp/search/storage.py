@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import threading
@@ -27,12 +28,14 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from cnnexp.errors import BadInput, CheckFailed, did_you_mean
+from cnnexp.redact import redact_url
 
 DEFAULT_STORAGE = "cnnexp-optuna.journal"
 READY = "cnnexp.ready"
 WORKER = "cnnexp.worker"
 MAX_RETRY = 3  # re-queues of a trial whose worker died (an interrupt is always re-queued)
 HOST = socket.gethostname()
+CONNECT_TIMEOUT = 10  # seconds: an unreachable database server is an error, not a hang
 
 
 def open_storage(url: str, heartbeat: int = 30) -> BaseStorage:
@@ -45,15 +48,24 @@ def open_storage(url: str, heartbeat: int = 30) -> BaseStorage:
 
             return optuna.storages.JournalStorage(JournalRedisBackend(url))
         if "://" in url:
-            from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+            import sqlalchemy.exc
+            from optuna.storages import RDBStorage
 
-            with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                raw = RDBStorage(url, heartbeat_interval=heartbeat,
-                                 grace_period=max(3 * heartbeat, 10),
-                                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
-                                     max_retry=MAX_RETRY))
-            return optuna.storages.get_storage(raw)
+            for attempt in range(5):
+                try:
+                    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5
+                        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                        raw = RDBStorage(url, heartbeat_interval=heartbeat,
+                                         grace_period=max(3 * heartbeat, 10),
+                                         heartbeat_stale_trial_callback=StaleTrials(),
+                                         engine_kwargs=_engine_kwargs(url))
+                    return optuna.storages.get_storage(raw)
+                except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+                    # workers starting at once on an empty database race to create Optuna's
+                    # tables; the loser finds them made on its next try
+                    if attempt == 4:
+                        raise
+                    time.sleep(0.5 + random.random())
         from optuna.storages.journal import JournalFileBackend
 
         path = Path(url).expanduser()
@@ -64,7 +76,33 @@ def open_storage(url: str, heartbeat: int = 30) -> BaseStorage:
         raise
     except Exception as exc:  # bad URL, missing driver, unreachable server
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BadInput(f"cannot open --storage {url}: {first}") from None
+        if isinstance(exc, ModuleNotFoundError) and url.startswith("postgresql"):
+            first += " (pip install 'cnnexp[postgres]', i.e. psycopg[binary])"
+        raise BadInput(redact_url(f"cannot open --storage {url}: {first}")) from None
+
+
+def _engine_kwargs(url: str) -> dict[str, Any]:
+    """Fail fast on an unreachable server (the drivers' default is to wait forever); drop
+    pooled connections that a database restart closed."""
+    scheme = url.split("://", 1)[0].split("+", 1)[0]
+    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if scheme in ("postgresql", "postgres", "mysql", "mariadb"):
+        kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}
+    return kwargs
+
+
+class StaleTrials:
+    """Optuna's heartbeat-stale callback (RDB storages): a trial whose worker stopped beating
+    (killed, or its machine went away) is re-queued with the same parameters, like any dead
+    worker's trial, and remembered so that the reaper can end its MLflow run."""
+
+    def __init__(self) -> None:
+        self.found: list[FrozenTrial] = []
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.found.append(trial)
+        if len(trial.system_attrs.get("retry_history", [])) < MAX_RETRY:
+            Stage(study._storage, study).requeue(trial, "worker died (no heartbeat)")
 
 
 def study_names(storage: BaseStorage) -> list[str]:
@@ -131,7 +169,22 @@ def ensure_study(storage: BaseStorage, name: str, direction: str,
 
 
 def worker_identity() -> dict[str, Any]:
-    return {"host": HOST, "pid": os.getpid(), "start": _proc_start(os.getpid())}
+    return {"host": HOST, "pid": os.getpid(), "start": _proc_start(os.getpid()),
+            "boot": _read("/proc/sys/kernel/random/boot_id"), "pidns": _pid_namespace()}
+
+
+def _read(path: str) -> str | None:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return None
+
+
+def _pid_namespace() -> str | None:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
 
 
 def _proc_start(pid: int) -> str | None:
@@ -145,9 +198,12 @@ def _proc_start(pid: int) -> str | None:
 
 
 def worker_alive(w: dict[str, Any]) -> bool:
-    """False only when we can tell the worker is gone: same host, and the pid is dead, a zombie
-    or a different process. Workers on other hosts are judged by heartbeats instead."""
-    if w.get("host") != HOST:
+    """False only when we can tell the worker is gone: same host (and kernel boot and pid
+    namespace, so that machines sharing a host name, or containers, never judge each other's
+    pids), and the pid is dead, a zombie or a different process. Workers we cannot see are
+    judged by heartbeats instead."""
+    me = worker_identity()
+    if any(w[k] != me[k] for k in ("host", "boot", "pidns") if k in w):
         return True
     pid = int(w["pid"])
     try:
@@ -225,6 +281,9 @@ class Stage:
             try:
                 if self.storage.set_trial_state_values(trial_id, TrialState.RUNNING):
                     self.storage.set_trial_user_attr(trial_id, WORKER, worker_identity())
+                    beat = getattr(self.storage, "record_heartbeat", None)
+                    if beat is not None and self.storage.get_heartbeat_interval():
+                        beat(trial_id)  # a trial without any beat is never judged stale
                     return trial_id
             except optuna.exceptions.UpdateFinishedTrialError:
                 continue
@@ -254,10 +313,13 @@ class Stage:
     def reap(self) -> list[FrozenTrial]:
         """Fail (and re-queue) RUNNING trials whose worker is gone: same-host dead pids for every
         storage, Optuna heartbeats for RDB storages. Returns the reaped trials."""
+        stale = getattr(self.storage, "get_heartbeat_stale_trial_callback", lambda: None)()
+        if isinstance(stale, StaleTrials):
+            stale.found.clear()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(self.study)
-        reaped = []
+        reaped = list(stale.found) if isinstance(stale, StaleTrials) else []
         for t in self.trials(TrialState.RUNNING):
             w = t.user_attrs.get(WORKER)
             orphan = w is None and t.datetime_start is not None and \

@@ -79,8 +79,9 @@ class Worker:
         stage's ranges need all of this stage's results."""
         store = ctx.store
         while True:
-            for t in store.reap():
-                _end_mlflow(t.user_attrs.get(RUN_ID), "KILLED")
+            for t in store.reap():  # whoever reaps a dead worker's trial closes its run
+                _end_mlflow(t.user_attrs.get(RUN_ID), "FAILED", {
+                    "cnnexp.state": "failed", "cnnexp.reason": "worker died"})
                 self.on_trial()
             trial_id = store.claim()
             if trial_id is None:
@@ -112,9 +113,11 @@ def _settle(store: Stage, trial_id: int, reason: str, retry: bool) -> None:
             store.fail(t, reason, retry)
 
 
-def _end_mlflow(run_id: str | None, status: str) -> None:
+def _end_mlflow(run_id: str | None, status: str, tags: dict[str, str] | None = None) -> None:
     r = tracking.attach(run_id)
     if r is not None and tracking.run_status(r) == "RUNNING":
+        if tags:
+            r.set_tags(tags)
         tracking.end_run(r, status)
 
 
