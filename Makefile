@@ -15,7 +15,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: install
+	$(BIN)/cnnexp sanity
 	$(BIN)/cnnexp train
+	$(BIN)/cnnexp search --trials coarse=8,fine=4
+	@echo "Review the runs: $(BIN)/cnnexp ui   (then open http://127.0.0.1:5000)"
 
 test: install
 	$(BIN)/python -m pytest -q
