@@ -212,29 +212,9 @@ def lr_find(trainer: Trainer, **kwargs: Any) -> RangeResult:
     """The range test on a cnnexp Trainer: its batches, augmentation, loss (label smoothing,
     L1), optimiser (weight decay, momentum), gradient clipping and AMP settings."""
     batches = _forever(trainer)
-    clip = trainer.recipe.opt.grad_clip
-    params = list(trainer.model.parameters())
 
     def step() -> torch.Tensor:
-        xb, yb = next(batches)
-        x, target = trainer.aug.train_batch(xb, yb)
-        with trainer._autocast():
-            logits = trainer.forward(trainer._prep(x))
-        loss = trainer.loss(logits, target)
-        trainer.optimizer.zero_grad(set_to_none=True)
-        if trainer.scaler:
-            trainer.scaler.scale(loss).backward()
-            trainer.scaler.unscale_(trainer.optimizer)
-        else:
-            loss.backward()
-        if clip:
-            nn.utils.clip_grad_norm_(params, clip)
-        if trainer.scaler:
-            trainer.scaler.step(trainer.optimizer)
-            trainer.scaler.update()
-        else:
-            trainer.optimizer.step()
-        return loss
+        return trainer.train_step(*next(batches))[0]
 
     gen, host = trainer.gen, trainer.aug.host_rng
     extra = [(gen.get_state, gen.set_state), (host.getstate, host.setstate),

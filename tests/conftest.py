@@ -42,6 +42,18 @@ def cli(workdir: Path):
     return invoke
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models on a CPU shared with other jobs: one intra-op thread is as fast alone and
+    far faster when other processes compete for the cores (use via pytestmark)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def mlflow_client(workdir: Path):
     from mlflow import MlflowClient

@@ -7,19 +7,12 @@ import csv
 from pathlib import Path
 
 import pytest
-import torch
 from mlflow import MlflowClient
 
 QUICK = ["train.epochs=2", "data.subset=256"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread avoids oversubscribing a CPU shared with other jobs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -18,15 +18,7 @@ from cnnexp.lr_range import analyse, lr_find, lr_schedule, range_test, recommend
 from cnnexp.recipe import load_recipe
 from cnnexp.sanity.lr_check import judge
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models on a shared CPU: one intra-op thread is as fast alone and far faster when
-    other processes compete for the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -8,19 +8,11 @@ import math
 from pathlib import Path
 
 import pytest
-import torch
 
 ORDER = ["data", "init-loss", "reg-loss", "grad-flow", "overfit", "lr-range"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models on a shared CPU: one intra-op thread is as fast alone and far faster when
-    other processes compete for the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _children(client, parent_id: str, experiment_id: str) -> dict:

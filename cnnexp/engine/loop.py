@@ -127,30 +127,36 @@ class Trainer:
             loss = loss + self.recipe.reg.l1 * l1
         return loss
 
+    def train_step(self, xb: torch.Tensor, yb: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Augment, forward, backward, (clip), optimiser step. Returns the loss, the logits and
+        the targets (class indices or mixed probabilities), all still on the device."""
+        x, target = self.aug.train_batch(xb, yb)
+        with self._autocast():
+            logits = self.forward(self._prep(x))
+        loss = self.loss(logits, target)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            loss.backward()
+        if self.recipe.opt.grad_clip:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.recipe.opt.grad_clip)
+        if self.scaler:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        return loss, logits, target
+
     def train_epoch(self, state: FitState, callbacks: Sequence[Callback]) -> dict[str, float]:
         self.model.train()
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         seen = 0
-        clip = self.recipe.opt.grad_clip
         for i, (xb, yb) in enumerate(self.train_batches):
-            x, target = self.aug.train_batch(xb, yb)
-            with self._autocast():
-                logits = self.forward(self._prep(x))
-            loss = self.loss(logits, target)
-            self.optimizer.zero_grad(set_to_none=True)
-            if self.scaler:
-                self.scaler.scale(loss).backward()
-                self.scaler.unscale_(self.optimizer)
-            else:
-                loss.backward()
-            if clip:
-                nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-            if self.scaler:
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-            else:
-                self.optimizer.step()
+            loss, logits, target = self.train_step(xb, yb)
             self.schedule.step()
             if self.ema is not None:
                 self.ema.update_parameters(self.model)
