@@ -5,6 +5,7 @@ and retried; 4 workers on one host with the default storage."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
@@ -125,10 +127,11 @@ def test_three_processes_share_one_study(backend: str, request, tmp_path: Path) 
     workers = {t.user_attrs[WORKER]["pid"] for t in stage(storage, study, "coarse")}
     assert len(workers) >= 2  # the processes really shared the tickets
     check_mlflow(tracking, study, expected)
+    # the three processes wrote the same result files in one folder: whole, not interleaved
+    csv = pd.read_csv(tmp_path / "outputs" / "search" / study / "trials.csv")
+    assert len(csv) == 12 and csv["counted"].all()
     if backend == "postgresql":
         no_secrets(tracking, study, outputs)
-        import json
-
         assert json.loads(outputs[0][1])["storage"].endswith(
             f"cnnexp:***@127.0.0.1:{s.pg_port}/optuna")
 
@@ -190,6 +193,10 @@ def test_sigkilled_remote_worker_is_failed_by_heartbeat_and_retried(pg: Servers,
     trial_runs = check_mlflow(tracking, study, {"coarse": 6, "fine": 2})
     assert len(trial_runs) == 6 + 1 + 2  # the dead one is kept, FAILED, next to its retry
     no_secrets(tracking, study, outputs)
+    csv = pd.read_csv(tmp_path / "outputs" / "search" / study / "trials.csv")
+    row = csv[(csv["stage"] == "coarse") & (csv["trial"] == killed.number)].iloc[0]
+    assert row["state"] == "fail" and not row["counted"]
+    assert row["reason"] == "worker died (no heartbeat)"
 
     # re-running the command afterwards continues the finished study: nothing runs again
     ((rc, _, stderr),) = finish([search(*args, "--json", cwd=tmp_path, tracking=tracking)])

@@ -25,6 +25,7 @@ from cnnexp.search.results import (
     best_of,
     collect,
     parent_markdown,
+    replaced,
     rows,
     stage_markdown,
     write_best_recipe,
@@ -194,7 +195,8 @@ def finish(storage: Any, plan: Plan, parent: tracking.Run | None, opts: SearchOp
     out = Path(opts.out or Path("outputs") / "search" / plan.study)
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / "trials.csv"
-    pd.DataFrame(rows(results)).to_csv(csv_path, index=False)
+    with replaced(csv_path) as tmp:
+        pd.DataFrame(rows(results)).to_csv(tmp, index=False)
     best = best_of(results)
     best_path = write_best_recipe(plan, best[0], best[1], out / "best.yaml") if best else None
     result = _json(plan, results, best, best_path, csv_path, seconds)
@@ -242,7 +244,8 @@ def _log_to_mlflow(plan: Plan, results: list[StageResult], best: tuple | None,
         if tracking.run_status(stage_run) != "FINISHED":
             tracking.end_run(stage_run, "FINISHED")
     for name, fig in figures(results, plan.metric, plan.direction).items():
-        fig.savefig(out / name, dpi=110)  # rendered once, logged as the file
+        with replaced(out / name) as tmp:
+            fig.savefig(tmp, dpi=110)  # rendered once, logged as the file
         parent.log_artifact(str(out / name), "plots")
     parent.log_artifact(str(out / "trials.csv"))
     if result["best_recipe_path"]:

@@ -3,6 +3,9 @@ all trials, the best recipe as YAML, tables for the terminal and markdown for ML
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,13 +85,17 @@ def rows(results: list[StageResult]) -> list[dict[str, Any]]:
     for r in results:
         all_trials = r.study.get_trials(deepcopy=False)
         gone = superseded(all_trials)
+        # a trial failed by Optuna's heartbeat check carries no reason of its own (a finished
+        # trial cannot be annotated); its retry says why it was re-queued
+        why = {t.system_attrs["retry_history"][-1]: t.user_attrs.get("cnnexp.retry_reason", "")
+               for t in all_trials if t.system_attrs.get("retry_history")}
         for t in all_trials:
             out.append({"stage": r.plan.name, "trial": t.number,
                         "name": t.user_attrs.get("cnnexp.name", ""),
                         "state": t.state.name.lower(), "value": t.value,
                         "counted": t.number not in gone, "epochs": r.plan.epochs,
                         **{f"params.{p}": t.params.get(p) for p in r.space},
-                        "reason": t.user_attrs.get("cnnexp.reason", ""),
+                        "reason": t.user_attrs.get("cnnexp.reason") or why.get(t.number, ""),
                         "diagnosis": t.user_attrs.get("cnnexp.diagnosis", ""),
                         "seconds": t.user_attrs.get("cnnexp.seconds"),
                         "retry_of": t.system_attrs.get("failed_trial"),
@@ -103,8 +110,21 @@ def write_best_recipe(plan: Plan, stage: StageResult, trial: FrozenTrial, path: 
     recipe.description = (f"Best trial of search {plan.study}: {stage.plan.name}-{trial.number:02d}"
                           f" ({plan.metric}={trial.value:.4f}, {stage.plan.epochs} epochs)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(to_yaml(recipe), encoding="utf-8")
+    with replaced(path) as tmp:
+        tmp.write_text(to_yaml(recipe), encoding="utf-8")
     return path
+
+
+@contextlib.contextmanager
+def replaced(path: Path) -> Iterator[Path]:
+    """Write to a temporary file next to `path`, then rename it into place: several workers
+    finishing the same study in one folder never leave a half-written or interleaved file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def top_markdown(r: StageResult, metric: str, k: int = 10) -> str:
