@@ -102,25 +102,40 @@ def val_image(data: Any, index: int) -> torch.Tensor:
 
 
 def top_loss_figure(rows: Sequence[Mapping[str, Any]], data: Any, cols: int = 4) -> Figure:
-    """Grid of the images the model is most wrong about, titled true -> predicted."""
+    """Grid of the images the model is most wrong about, titled true -> predicted.
+
+    One mosaic image in one Axes (16 separate Axes cost ~4x the rendering time, paid on every
+    training run)."""
     n = max(len(rows), 1)
     cols = min(cols, n)
     nrows = math.ceil(n / cols)
-    fig = Figure(figsize=(2.2 * cols, 2.4 * nrows))
-    axes = fig.subplots(nrows, cols, squeeze=False)
     names = data.classes
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, row in zip(axes.flat, rows, strict=False):
-        img = val_image(data, row["index"]).permute(1, 2, 0).numpy()
-        gray = img.shape[2] == 1
-        ax.imshow(img[..., 0] if gray else img, cmap="gray" if gray else None,
-                  interpolation="nearest")
-        ax.set_title(f"{names[row['true']]} -> {names[row['pred']]}\n"
-                     f"p={row['p_pred']:.2f} loss={row['loss']:.2f}", fontsize=8,
-                     color="black" if row["true"] == row["pred"] else "darkred")
+    tiles = [val_image(data, row["index"]) for row in rows]
+    c, h, w = tiles[0].shape if tiles else (1, 8, 8)
+    scale = max(1, 64 // max(h, w))  # small images upscaled (nearest) so the grid is legible
+    th, tw = h * scale, w * scale
+    pad_top, pad = 22, 4  # room for the two-line label above each tile
+    mosaic = torch.full((c, nrows * (th + pad_top) + pad, cols * (tw + pad) + pad), 255,
+                        dtype=torch.uint8)
+    for i, tile in enumerate(tiles):
+        r, k = divmod(i, cols)
+        y, x = r * (th + pad_top) + pad_top, k * (tw + pad) + pad
+        big = tile.repeat_interleave(scale, 1).repeat_interleave(scale, 2)
+        mosaic[:, y:y + th, x:x + tw] = big
+    fig = Figure(figsize=(1.9 * cols, 1.9 * nrows + 0.4))
+    ax = fig.add_axes((0, 0, 1, 0.93))
+    ax.axis("off")
+    img = mosaic.permute(1, 2, 0).numpy()
+    gray = img.shape[2] == 1
+    ax.imshow(img[..., 0] if gray else img, cmap="gray" if gray else None,
+              interpolation="nearest", vmin=0, vmax=255)
+    for i, row in enumerate(rows):
+        r, k = divmod(i, cols)
+        ax.text(k * (tw + pad) + pad, r * (th + pad_top) + pad_top - 2,
+                f"{names[row['true']]} -> {names[row['pred']]}\n"
+                f"p={row['p_pred']:.2f} loss={row['loss']:.2f}", fontsize=7, va="bottom",
+                color="black" if row["true"] == row["pred"] else "darkred")
     fig.suptitle("top losses (val): true -> predicted", fontsize=10)
-    fig.tight_layout()
     return fig
 
 
