@@ -33,8 +33,9 @@ def hand_loop(recipe, data, device: torch.device) -> float:
     vx, vy = data.val_x.to(device), data.val_y.to(device)
     bs, n = recipe.train.batch_size, len(y_all)
     t0 = time.perf_counter()
-    images = 0
+    images, train_seconds = 0, 0.0
     for _ in range(recipe.train.epochs):
+        t_epoch = time.perf_counter()
         model.train()
         order = torch.randperm(n, generator=gen, device=device)
         for i in range(0, n - n % bs, bs):
@@ -45,11 +46,17 @@ def hand_loop(recipe, data, device: torch.device) -> float:
             loss.backward()
             opt.step()
             images += len(idx)
+        train_seconds += time.perf_counter() - t_epoch
         model.eval()
         with torch.no_grad():
             logits = torch.cat([model(aug.normalize(vx[j:j + 1024])) for j in range(0, len(vy), 1024)])
             float(F.cross_entropy(logits, vy))
+    HOT_LOOP.append(images / train_seconds)
     return images / (time.perf_counter() - t0)
+
+
+HOT_LOOP: list[float] = []  # training-phase images/sec of the hand loop (no eval, no set-up)
+ENGINE_HOT: list[float] = []
 
 
 def run(device: str = "cpu", repeats: int = 3) -> dict:
@@ -62,7 +69,8 @@ def run(device: str = "cpu", repeats: int = 3) -> dict:
 
         def engine() -> float:
             t0 = time.perf_counter()
-            runner.train(recipe, device=device, data=data, track=True)
+            out = runner.train(recipe, device=device, data=data, track=True)
+            ENGINE_HOT.append(out["images_per_sec"])
             return images / (time.perf_counter() - t0)
 
         res = interleaved({"engine": engine, "hand_loop": lambda: hand_loop(recipe, data, dev)},
@@ -70,4 +78,7 @@ def run(device: str = "cpu", repeats: int = 3) -> dict:
     e, h = median(res["engine"]), median(res["hand_loop"])
     return {"name": "harness_overhead", "device": device, "engine_images_per_sec": round(e, 1),
             "hand_loop_images_per_sec": round(h, 1), "ratio": round(e / h, 3),
-            "target": ">= 0.95", "met": e / h >= 0.95, "runs": res}
+            "target": ">= 0.95", "met": e / h >= 0.95,
+            # the training phase alone (engine's own images_per_sec vs the hand loop's):
+            # what is left when per-run set-up, evaluation and end-of-run artifacts are excluded
+            "hot_loop_ratio": round(median(ENGINE_HOT) / median(HOT_LOOP), 3), "runs": res}

@@ -21,10 +21,10 @@ class FitTimer(Callback):
         self.seconds = 0.0
         self._t0 = 0.0
 
-    def on_fit_start(self, state) -> None:  # noqa: ANN001
+    def on_fit_start(self, state) -> None:
         self._t0 = time.perf_counter()
 
-    def on_fit_end(self, state, result) -> None:  # noqa: ANN001
+    def on_fit_end(self, state, result) -> None:
         self.seconds += time.perf_counter() - self._t0
 
 
