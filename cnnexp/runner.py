@@ -67,7 +67,7 @@ def resume(run_id: str, *, device: str = "auto", log_model: bool = False,
     from cnnexp.errors import BadInput
     from cnnexp.recipe import load_recipe
 
-    tracking.get_run(run_id)  # BadInput when the store has no such run
+    tracking.require_run(run_id)  # BadInput when the store has no such run
     with tempfile.TemporaryDirectory() as tmp:
         recipe_path = tracking.download(run_id, "recipe.yaml", Path(tmp))
         ckpt_path = tracking.download(run_id, CHECKPOINT, Path(tmp))

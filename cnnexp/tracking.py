@@ -164,24 +164,22 @@ def _ending(handle: Run) -> Iterator[Run]:
     handle.client.set_terminated(handle.run_id, handle.end_status)
 
 
-def get_run(run_id: str, c: MlflowClient | None = None):
-    """The MLflow run, or BadInput naming the id when the store has no such run."""
+def require_run(run_id: str) -> Run:
+    """A handle on an existing run, or BadInput naming the id when the store has none."""
     from cnnexp.errors import BadInput
 
-    c = c or client()
-    try:
-        return c.get_run(run_id)
-    except mlflow.exceptions.MlflowException:
-        raise BadInput(f"no run '{run_id}' in the tracking store {tracking_uri()}") from None
+    handle = attach(run_id)
+    if handle is None:
+        raise BadInput(f"no run '{run_id}' in the tracking store {tracking_uri()}")
+    return handle
 
 
 @contextmanager
 def reopen(run_id: str) -> Iterator[Run]:
     """Continue logging into an existing run (status RUNNING again until the block ends)."""
-    c = client()
-    info = get_run(run_id, c).info
-    c.update_run(run_id, status="RUNNING")
-    with _ending(Run(c, run_id, info.experiment_id)) as handle:
+    handle = require_run(run_id)
+    end_run(handle, "RUNNING")
+    with _ending(handle):
         yield handle
 
 
