@@ -38,6 +38,8 @@ def _batches(trainer: Trainer, steps: int):
 
 
 def _step(trainer: Trainer, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Forward + backward only, so the breakdown pass can time the optimiser step apart
+    (Trainer.train_step does all of it in one call)."""
     with trainer._autocast():
         logits = trainer.forward(trainer._prep(x))
     loss = trainer.loss(logits, target)
@@ -78,17 +80,14 @@ def bench(recipe: Recipe, *, device: str = "auto", steps: int = 50, warmup: int 
     trainer.model.train()
     sync = _sync(dev)
     bs = recipe.train.batch_size
+    # throughput: the engine's own step (grad scaler and clipping included)
     for x, y in _batches(trainer, warmup):
-        x, t = trainer.aug.train_batch(x, y)
-        _step(trainer, x, t)
-        trainer.optimizer.step()
+        trainer.train_step(x, y)
     sync()
     t0 = time.perf_counter()
     n = 0
     for x, y in _batches(trainer, steps):
-        x, t = trainer.aug.train_batch(x, y)
-        _step(trainer, x, t)
-        trainer.optimizer.step()
+        trainer.train_step(x, y)
         n += len(y)
     sync()
     free_seconds = time.perf_counter() - t0
