@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.common import interleaved, median, temp_store
-from cnnexp import runner
+from cnnexp import train as runner
 from cnnexp.data import build_data
 from cnnexp.data.augment import Augmenter
 from cnnexp.engine.optim import build_optimizer

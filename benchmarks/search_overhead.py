@@ -29,7 +29,7 @@ class FitTimer(Callback):
 
 
 def _search(trials: int, device: str) -> tuple[float, float]:
-    from cnnexp.search.driver import SearchOptions, run_search
+    from cnnexp.search.run import SearchOptions, run_search
 
     timer = FitTimer()
     with tempfile.TemporaryDirectory() as tmp, temp_store():

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 from benchmarks.common import interleaved, median, temp_store, timed
-from cnnexp import runner
+from cnnexp import train as runner
 from cnnexp.data import build_data
 from cnnexp.recipe import load_recipe
 

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from cnnexp.data import build_data
-from cnnexp.device import resolve_device
+from cnnexp.engine.device import resolve_device
 from cnnexp.engine.loop import Trainer
 from cnnexp.schema import Recipe
 

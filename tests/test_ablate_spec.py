@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from cnnexp.ablate_cli import prepare
-from cnnexp.ablate_plan import plan
-from cnnexp.ablate_spec import parse_spec, to_overrides
+from cnnexp.ablate.command import prepare
+from cnnexp.ablate.plan import plan
+from cnnexp.ablate.spec import parse_spec, to_overrides
 from cnnexp.errors import BadInput
 from cnnexp.recipe import available, parse_override
 

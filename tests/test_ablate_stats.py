@@ -7,7 +7,7 @@ import math
 import pytest
 from scipy import stats
 
-from cnnexp.ablate_stats import SeedResult, mean_std, summarize, verdict, welch_p
+from cnnexp.ablate.stats import SeedResult, mean_std, summarize, verdict, welch_p
 
 
 def _seeds(values: list[float], train: float = 1.0, status: str = "completed") -> list[SeedResult]:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cnnexp.ablate_stats import SeedResult, summarize
-from cnnexp.ablate_table import TableInfo, bar_chart, html_page, markdown, write_csv
+from cnnexp.ablate.stats import SeedResult, summarize
+from cnnexp.ablate.table import TableInfo, bar_chart, html_page, markdown, write_csv
 
 
 def _seeds(values: list[float]) -> list[SeedResult]:

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from cnnexp.diagnose import KINDS, Thresholds, diagnose, parse_thresholds
+from cnnexp.diagnose.rules import KINDS, Thresholds, diagnose, parse_thresholds
 from cnnexp.errors import BadInput
 
 
@@ -176,7 +176,7 @@ def test_low_accuracy_with_rising_val_loss_is_overfitting():
 
 
 def test_consensus_over_seeds():
-    from cnnexp.diagnose import consensus
+    from cnnexp.diagnose.rules import consensus
 
     assert consensus(["healthy", "healthy"]) == "healthy"
     assert consensus(["overfitting", "healthy", "overfitting"]) == "overfitting 2/3"

@@ -7,7 +7,7 @@ import csv
 import io
 from pathlib import Path
 
-from cnnexp.diagnose import KINDS
+from cnnexp.diagnose.rules import KINDS
 from tests.test_diagnose import OVERFIT
 
 
@@ -104,7 +104,7 @@ def test_diagnose_reads_logged_history_thresholds_and_parents(cli, workdir) -> N
     assert "no per-epoch train/val curves" in res.stderr and child.run_id in res.stderr
 
     # `cnnexp ui` prints links that open the runs table in MLflow's "Model training" view.
-    from cnnexp.ui import experiment_links
+    from cnnexp.tracking.ui import experiment_links
 
     links = experiment_links("http://127.0.0.1:5000")
     assert f"  manual: http://127.0.0.1:5000/#/experiments/{r.experiment_id}/runs" \

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cnnexp.report_html import img, markdown, page
+from cnnexp.report.html import img, markdown, page
 
 
 def test_table_with_escaped_pipes_and_verdict_colours():

@@ -15,7 +15,7 @@ from cnnexp.data.bundle import DataBundle
 from cnnexp.errors import BadInput
 from cnnexp.recipe import load_recipe
 from cnnexp.sanity import SanityContext, run_check
-from cnnexp.sanity.runner import parse_checks
+from cnnexp.sanity.run import parse_checks
 
 CPU = torch.device("cpu")
 

@@ -80,7 +80,7 @@ def test_two_stage_search_end_to_end(cli, workdir: Path, mlflow_client) -> None:
     done = next(r for r in trials if r.data.tags["cnnexp.state"] == "complete")
     assert len(mlflow_client.get_metric_history(done.info.run_id, "val_acc")) >= 1
     # every trial that finished fitting carries its learning-curve diagnosis, as do the tables
-    from cnnexp.diagnose import KINDS
+    from cnnexp.diagnose.rules import KINDS
 
     assert done.data.tags["diagnosis"] in KINDS
     assert all(t["diagnosis"] in KINDS for t in coarse["top"])

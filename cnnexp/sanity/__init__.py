@@ -5,7 +5,7 @@
 """
 
 from cnnexp.sanity.base import FAIL, PASS, WARN, CheckResult, SanityContext
-from cnnexp.sanity.runner import CHECKS, parse_checks, run_check, sanity
+from cnnexp.sanity.run import CHECKS, parse_checks, run_check, sanity
 
 __all__ = ["CHECKS", "FAIL", "PASS", "WARN", "CheckResult", "SanityContext", "parse_checks",
            "run_check", "sanity"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cnnexp.lr_range import RangeResult, lr_find
+from cnnexp.engine.lr_range import RangeResult, lr_find
 from cnnexp.sanity.base import FAIL, PASS, WARN, CheckResult, SanityContext
 
 

@@ -11,6 +11,6 @@ results  / plots  what a finished search reports
 driver   run_search: the function behind the command
 """
 
-from cnnexp.search.driver import SearchOptions, run_search
+from cnnexp.search.run import SearchOptions, run_search
 
 __all__ = ["SearchOptions", "run_search"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cnnexp.console import emit_json, err, quiet_libraries, show_progress
-from cnnexp.search.driver import SearchOptions, run_search
+from cnnexp.search.run import SearchOptions, run_search
 
 
 def search_command(ref: str | None, overrides: Sequence[str], opts: SearchOptions, *,

@@ -127,7 +127,7 @@ def run_trial(ctx: TrialContext, trial_id: int) -> str:
     recipe = trial_recipe(ctx.plan, params, ctx.stage.epochs)
     tags = {**tracking.recipe_tags(recipe), "cnnexp.kind": "trial", "cnnexp.stage": ctx.stage.name,
             "cnnexp.trial": number, "optuna.study": study.study_name,
-            "cnnexp.device": str(ctx.device)}
+            "cnnexp.engine.device": str(ctx.device)}
     retry = frozen.system_attrs.get("failed_trial")
     if retry is not None:
         tags["cnnexp.retry_of"] = retry
@@ -164,7 +164,7 @@ def run_trial(ctx: TrialContext, trial_id: int) -> str:
 
 def _tag_diagnosis(trial: optuna.Trial, result: Any, r: tracking.Run | None) -> None:
     """The learning-curve verdict, for the trial tables and the MLflow run's tag."""
-    from cnnexp.diagnose_log import DIAGNOSIS_TAG, diagnose_fit
+    from cnnexp.diagnose.log import DIAGNOSIS_TAG, diagnose_fit
 
     verdict = diagnose_fit(result).diagnosis
     trial.set_user_attr("cnnexp.diagnosis", verdict)

@@ -38,7 +38,7 @@ class Worker:
     def __init__(self, args: WorkerArgs, storage: Any = None, callbacks: Sequence[Callback] = (),
                  on_trial: Callable[[], None] | None = None,
                  say: Callable[[str], None] | None = None) -> None:
-        from cnnexp.device import resolve_device
+        from cnnexp.engine.device import resolve_device
 
         self.args, self.plan = args, args.plan
         self.storage = storage or open_storage(self.plan.storage, args.heartbeat)

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from cnnexp.diagnose import Diagnosis, Thresholds, diagnose
+from cnnexp.diagnose.rules import Diagnosis, Thresholds, diagnose
 
 DIAGNOSIS_TAG = "diagnosis"
 
@@ -32,7 +32,7 @@ def summary_fields(d: Diagnosis) -> dict[str, str]:
 def log_diagnosis(r: Any, d: Diagnosis, history: list[dict[str, float]],
                   best_epoch: int | None = None, title: str = "") -> None:
     """Tag + JSON + the learning curves titled with the verdict."""
-    from cnnexp.diagnose_plots import curves_figure
+    from cnnexp.diagnose.plots import curves_figure
 
     r.set_tags({DIAGNOSIS_TAG: d.diagnosis})
     r.log_text(json.dumps(d.to_dict(), indent=2), "diagnosis/diagnosis.json")
@@ -46,7 +46,7 @@ def log_classification(r: Any, result: Any, k: int = 16) -> dict[str, Any]:
     """Confusion matrix and top-loss grid from the trained model's validation predictions.
 
     Skipped (empty dict) for a diverged run or one without a trainer or validation data."""
-    from cnnexp.diagnose_plots import (
+    from cnnexp.diagnose.plots import (
         confusion_counts,
         confusion_csv,
         confusion_figure,

@@ -77,8 +77,8 @@ def slug(text: str) -> str:
 
 def build(ref: str | None, out: Path | None = None, log: bool = True) -> dict[str, Any]:
     """Write the HTML file (and log it to the primary run); returns what --json prints."""
-    from cnnexp import report_html as H
-    from cnnexp import report_sections as S
+    from cnnexp.report import html as H
+    from cnnexp.report import sections as S
     from cnnexp import tracking
 
     subject = resolve(ref)

@@ -9,7 +9,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from cnnexp.ablate_spec import AblationSpec, to_overrides
+from cnnexp.ablate.spec import AblationSpec, to_overrides
 from cnnexp.errors import BadInput
 from cnnexp.recipe import load_recipe
 from cnnexp.schema import Recipe

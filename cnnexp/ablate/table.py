@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cnnexp.ablate_stats import REFERENCE, Row
+from cnnexp.ablate.stats import REFERENCE, Row
 
 
 @dataclass

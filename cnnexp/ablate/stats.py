@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from cnnexp.diagnose import consensus
+from cnnexp.diagnose.rules import consensus
 
 REFERENCE = "reference"
 

@@ -77,7 +77,7 @@ def train(args: Args = None, device: Device = "auto", seed: Seed = None,
                 raise BadInput("--resume takes no recipe, overrides, --seed or --experiment: "
                                "the run's own recipe.yaml is used")
             quiet_libraries()
-            from cnnexp import runner
+            from cnnexp import train as runner
 
             with training_progress(show_progress(json, quiet), "resume") as bars:
                 out = runner.resume(resume, device=device, log_model=log_model,
@@ -87,7 +87,7 @@ def train(args: Args = None, device: Device = "auto", seed: Seed = None,
             ref, overrides = split_args(args, seed)
             recipe = load_recipe(ref, overrides)
             quiet_libraries()
-            from cnnexp import runner
+            from cnnexp import train as runner
 
             with training_progress(show_progress(json, quiet), recipe.name) as bars:
                 out = runner.train(recipe, device=device, experiment=experiment, track=track,
@@ -168,7 +168,7 @@ def ui(port: Annotated[int, typer.Option(help="Port to serve on.")] = 5000,
     """
 
     def body() -> None:
-        from cnnexp.ui import serve
+        from cnnexp.tracking.ui import serve
 
         raise typer.Exit(serve(host, port))
 
@@ -214,7 +214,7 @@ def ablate(args: Args = None,
     def body() -> None:
         from pathlib import Path
 
-        from cnnexp.ablate_cli import ablate_command
+        from cnnexp.ablate.command import ablate_command
 
         ref, overrides = split_args(args)
         ablate_command(spec_ref=spec, recipe_ref=ref, overrides=overrides, mode=mode,
@@ -261,8 +261,8 @@ def sanity(args: Args = None, checks: Checks = None,
         from cnnexp.console import quiet_libraries, show_progress
         from cnnexp.recipe import load_recipe
         from cnnexp.sanity import render
-        from cnnexp.sanity.runner import parse_checks
-        from cnnexp.sanity.runner import sanity as run_sanity
+        from cnnexp.sanity.run import parse_checks
+        from cnnexp.sanity.run import sanity as run_sanity
 
         ref, overrides = split_args(args)
         recipe = load_recipe(ref, overrides)
@@ -304,7 +304,7 @@ def lr_find(args: Args = None, start_lr: StartLr = 1e-7, end_lr: EndLr = 10.0,
         from cnnexp.console import quiet_libraries, show_progress
         from cnnexp.recipe import load_recipe
         from cnnexp.sanity import render
-        from cnnexp.sanity.runner import find_lr
+        from cnnexp.sanity.run import find_lr
 
         ref, overrides = split_args(args)
         recipe = load_recipe(ref, overrides)
@@ -408,7 +408,7 @@ def search(args: Args = None,
 
     def body() -> None:
         from cnnexp.search.command import search_command
-        from cnnexp.search.driver import SearchOptions
+        from cnnexp.search.run import SearchOptions
 
         ref, overrides = split_args(args)
         opts = SearchOptions(stages=stages, trials=trials, study=study, storage=storage,
@@ -440,7 +440,7 @@ def diagnose(run_id: Annotated[str, typer.Argument(help="An MLflow run id (or a 
 
     def body() -> None:
         from cnnexp.console import quiet_libraries
-        from cnnexp.diagnose_run import diagnose_run, print_diagnosis
+        from cnnexp.diagnose.run import diagnose_run, print_diagnosis
 
         quiet_libraries()
         out = diagnose_run(run_id, threshold)
@@ -481,7 +481,7 @@ def report(ref: Annotated[str | None, typer.Argument(
         from pathlib import Path
 
         from cnnexp.console import quiet_libraries
-        from cnnexp.report import build
+        from cnnexp.report.run import build
 
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         quiet_libraries()

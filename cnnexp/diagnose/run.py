@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cnnexp.diagnose import diagnose, parse_thresholds
+from cnnexp.diagnose.rules import diagnose, parse_thresholds
 from cnnexp.errors import BadInput, closest
 
 CURVE_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc")

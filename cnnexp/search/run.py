@@ -57,7 +57,7 @@ def prepare(ref: str | None, overrides: Sequence[str], opts: SearchOptions
         raise BadInput(f"--workers must be at least 1, got {opts.workers}")
     if opts.heartbeat < 1:
         raise BadInput(f"--heartbeat must be at least 1 second, got {opts.heartbeat}")
-    from cnnexp.device import resolve_device
+    from cnnexp.engine.device import resolve_device
 
     devices = [d.strip() for d in (opts.devices or "auto").split(",") if d.strip()] or ["auto"]
     for d in devices:
@@ -132,7 +132,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 def _run_processes(plan: Plan, opts: SearchOptions, devices: list[str], monitor: Monitor) -> None:
     import multiprocessing as mp
 
-    from cnnexp.device import resolve_device
+    from cnnexp.engine.device import resolve_device
 
     on_cpu = [resolve_device(devices[i % len(devices)]).type == "cpu" for i in range(opts.workers)]
     threads = max(1, (os.cpu_count() or 1) // max(1, sum(on_cpu)))

@@ -14,15 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from cnnexp import tracking
-from cnnexp.ablate_plan import Arm, recipe_hash
-from cnnexp.ablate_progress import AblationProgress
-from cnnexp.ablate_retune import RetuneResult, metric_value, retune_epochs, retune_lr
-from cnnexp.ablate_spec import METRICS, AblationSpec
-from cnnexp.ablate_stats import Row, SeedResult, summarize
-from cnnexp.ablate_table import TableInfo, bar_chart, html_page, markdown, records, write_csv
+from cnnexp.ablate.plan import Arm, recipe_hash
+from cnnexp.ablate.progress import AblationProgress
+from cnnexp.ablate.retune import RetuneResult, metric_value, retune_epochs, retune_lr
+from cnnexp.ablate.spec import METRICS, AblationSpec
+from cnnexp.ablate.stats import Row, SeedResult, summarize
+from cnnexp.ablate.table import TableInfo, bar_chart, html_page, markdown, records, write_csv
 from cnnexp.data import DataBundle, build_data
-from cnnexp.device import resolve_device
-from cnnexp.diagnose_log import diagnose_fit
+from cnnexp.engine.device import resolve_device
+from cnnexp.diagnose.log import diagnose_fit
 from cnnexp.engine import fit
 from cnnexp.schema import Recipe
 

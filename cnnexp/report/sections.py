@@ -7,7 +7,7 @@ import html
 import json
 from typing import Any
 
-from cnnexp import report_html as H
+from cnnexp.report import html as H
 
 
 def _head(r: dict[str, Any], title: str) -> str:
@@ -97,8 +97,8 @@ def search(r: dict[str, Any]) -> str:
 def _best_trial(sj: dict[str, Any]) -> str:
     """The best trial's learning curves and their diagnosis."""
     from cnnexp import tracking
-    from cnnexp.diagnose import diagnose
-    from cnnexp.diagnose_plots import curves_figure, png_bytes
+    from cnnexp.diagnose.rules import diagnose
+    from cnnexp.diagnose.plots import curves_figure, png_bytes
 
     best = sj.get("best") or {}
     run_id = best.get("mlflow_run_id")

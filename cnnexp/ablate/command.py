@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cnnexp.ablate_plan import Arm, plan, recipe_hash
-from cnnexp.ablate_spec import MODES, AblationSpec, load_spec
+from cnnexp.ablate.plan import Arm, plan, recipe_hash
+from cnnexp.ablate.spec import MODES, AblationSpec, load_spec
 from cnnexp.console import emit_json, err, quiet_libraries, show_progress
 from cnnexp.errors import BadInput, did_you_mean
 
@@ -46,8 +46,8 @@ def ablate_command(*, spec_ref: str | None, recipe_ref: str | None, overrides: l
         _dry_run(name, spec, arms, json)
         return
     quiet_libraries()
-    from cnnexp.ablate import Options, run_ablation
-    from cnnexp.ablate_table import rich_table
+    from cnnexp.ablate.run import Options, run_ablation
+    from cnnexp.ablate.table import rich_table
 
     chatty = not json and not quiet
     if chatty:
@@ -64,7 +64,7 @@ def ablate_command(*, spec_ref: str | None, recipe_ref: str | None, overrides: l
                   "to reuse them", highlight=False)
         raise
     if json:
-        from cnnexp.ablate import finite
+        from cnnexp.ablate.run import finite
 
         emit_json(finite(outcome.summary))
         return

@@ -9,7 +9,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cnnexp.ablate_spec import METRICS, RetuneCfg
+from cnnexp.ablate.spec import METRICS, RetuneCfg
 from cnnexp.engine import Callback, FitResult, fit
 from cnnexp.schema import Recipe
 

@@ -10,7 +10,7 @@ from typing import Any
 from torch import nn
 
 from cnnexp.data import DataBundle, build_data
-from cnnexp.device import resolve_device
+from cnnexp.engine.device import resolve_device
 from cnnexp.errors import BadInput, unknown
 from cnnexp.sanity.base import FAIL, CheckResult, SanityContext
 from cnnexp.sanity.data_check import data_check
@@ -79,7 +79,7 @@ def sanity(recipe: Recipe, *, checks: str | list[str] | None = None, tiny: int =
 
     with tracking.run(experiment or recipe.name, "sanity",
                       tags={**tracking.recipe_tags(recipe), "cnnexp.kind": "sanity",
-                            "cnnexp.device": str(dev)}) as parent:
+                            "cnnexp.engine.device": str(dev)}) as parent:
         tracking.log_recipe(parent, recipe)
         parent.log_dataset(data)
         results = []
@@ -129,7 +129,7 @@ def find_lr(recipe: Recipe, *, device: str = "auto", experiment: str | None = No
 
         with tracking.run(experiment or recipe.name, "lr-find",
                           tags={**tracking.recipe_tags(recipe), "cnnexp.kind": "lr-find",
-                                "cnnexp.device": str(dev)}) as r:
+                                "cnnexp.engine.device": str(dev)}) as r:
             tracking.log_recipe(r, recipe)
             result = run_check("lr-range", ctx)
             log_check(r, result)

@@ -10,8 +10,8 @@ from typing import Any
 import torch
 
 from cnnexp.data import DataBundle, build_data
-from cnnexp.device import resolve_device
-from cnnexp.diagnose_log import diagnose_fit, log_classification, log_diagnosis, summary_fields
+from cnnexp.engine.device import resolve_device
+from cnnexp.diagnose.log import diagnose_fit, log_classification, log_diagnosis, summary_fields
 from cnnexp.engine import Callback, FitResult, fit
 from cnnexp.models import ModelSpec, build_model
 from cnnexp.schema import Recipe
@@ -51,7 +51,7 @@ def train(recipe: Recipe, *, device: str = "auto", experiment: str | None = None
 
     with tracking.run(experiment or recipe.name, run_name(recipe),
                       tags={**tracking.recipe_tags(recipe), "cnnexp.kind": "train",
-                            "cnnexp.device": str(dev)},
+                            "cnnexp.engine.device": str(dev)},
                       description=recipe.description or None) as r:
         tracking.log_recipe(r, recipe)
         r.log_dataset(data)

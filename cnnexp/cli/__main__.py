@@ -1,0 +1,3 @@
+from cnnexp.cli import main
+
+main()
