@@ -10,9 +10,9 @@ from typing import Any
 import torch
 
 from cnnexp.data import DataBundle, build_data
-from cnnexp.engine.device import resolve_device
 from cnnexp.diagnose.log import diagnose_fit, log_classification, log_diagnosis, summary_fields
 from cnnexp.engine import Callback, FitResult, fit
+from cnnexp.engine.device import resolve_device
 from cnnexp.models import ModelSpec, build_model
 from cnnexp.schema import Recipe
 

@@ -21,9 +21,9 @@ from cnnexp.ablate.spec import METRICS, AblationSpec
 from cnnexp.ablate.stats import Row, SeedResult, summarize
 from cnnexp.ablate.table import TableInfo, bar_chart, html_page, markdown, records, write_csv
 from cnnexp.data import DataBundle, build_data
-from cnnexp.engine.device import resolve_device
 from cnnexp.diagnose.log import diagnose_fit
 from cnnexp.engine import fit
+from cnnexp.engine.device import resolve_device
 from cnnexp.schema import Recipe
 
 SEED_KIND, ARM_KIND = "ablation-seed", "ablation-arm"

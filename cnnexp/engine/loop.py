@@ -20,8 +20,8 @@ from torch import nn
 from cnnexp.data import DataBundle, build_data
 from cnnexp.data.augment import Augmenter
 from cnnexp.data.loader import Batches
-from cnnexp.engine.device import resolve_device
 from cnnexp.engine.callbacks import Callback, FitState
+from cnnexp.engine.device import resolve_device
 from cnnexp.engine.optim import Schedule, build_optimizer
 from cnnexp.models import ModelSpec, build_model, count_params
 from cnnexp.schema import Recipe

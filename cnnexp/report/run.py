@@ -77,9 +77,9 @@ def slug(text: str) -> str:
 
 def build(ref: str | None, out: Path | None = None, log: bool = True) -> dict[str, Any]:
     """Write the HTML file (and log it to the primary run); returns what --json prints."""
+    from cnnexp import tracking
     from cnnexp.report import html as H
     from cnnexp.report import sections as S
-    from cnnexp import tracking
 
     subject = resolve(ref)
     by_kind = {k: [r for r in subject.runs if _kind(r) == k] for k in KINDS}

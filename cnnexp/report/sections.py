@@ -97,8 +97,8 @@ def search(r: dict[str, Any]) -> str:
 def _best_trial(sj: dict[str, Any]) -> str:
     """The best trial's learning curves and their diagnosis."""
     from cnnexp import tracking
-    from cnnexp.diagnose.rules import diagnose
     from cnnexp.diagnose.plots import curves_figure, png_bytes
+    from cnnexp.diagnose.rules import diagnose
 
     best = sj.get("best") or {}
     run_id = best.get("mlflow_run_id")

@@ -8,7 +8,7 @@ import io
 from pathlib import Path
 
 from cnnexp.diagnose.rules import KINDS
-from tests.test_diagnose import OVERFIT
+from tests.diagnose.test_rules import OVERFIT
 
 
 def test_train_diagnosis_artifacts_and_report(cli, mlflow_client) -> None:

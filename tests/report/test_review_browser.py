@@ -21,7 +21,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 EXP = "review-demo"
-ARTIFACTS = Path(__file__).parent / "artifacts" / "review"
+ARTIFACTS = Path(__file__).parent.parent / "artifacts" / "review"
 ARMS = ("baseline", "no augmentation", "no weight decay", "no batchnorm", "with label smoothing")
 
 

@@ -152,8 +152,8 @@ def test_retune_lr_gives_each_arm_its_own_lr(cli, mlflow_client, workdir: Path) 
 
 
 def test_ctrl_c_keeps_finished_runs_for_resume(cli, mlflow_client, workdir: Path) -> None:
-    from cnnexp.ablate.run import Options, run_ablation
     from cnnexp.ablate.command import prepare
+    from cnnexp.ablate.run import Options, run_ablation
 
     name = "interrupt"
     spec_path = _spec(workdir, name)
