@@ -65,11 +65,11 @@ def run(device: str = "cpu", repeats: int = 3) -> dict:
     data = build_data(recipe)
     images = (data.n_train // recipe.train.batch_size) * recipe.train.batch_size * recipe.train.epochs
     with temp_store():
-        runner.train(recipe, device=device, data=data, track=True)  # create the store once
+        runner.train(recipe, device=torch.device(device), data=data, track=True)  # create the store once
 
         def engine() -> float:
             t0 = time.perf_counter()
-            out = runner.train(recipe, device=device, data=data, track=True)
+            out = runner.train(recipe, device=torch.device(device), data=data, track=True)
             ENGINE_HOT.append(out["images_per_sec"])
             return images / (time.perf_counter() - t0)
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import time
 
+import torch
+
 from benchmarks.common import interleaved, median, temp_store, timed
 from cnnexp import train as runner
 from cnnexp.data import build_data
@@ -35,10 +37,10 @@ def run(device: str = "cpu", repeats: int = 3) -> dict:
     data = build_data(recipe)
     spent = _timed_artifacts()
     with temp_store():
-        first = timed(lambda: runner.train(recipe, device=device, data=data, track=True))
+        first = timed(lambda: runner.train(recipe, device=torch.device(device), data=data, track=True))
         res = interleaved({
-            "tracked": lambda: timed(lambda: runner.train(recipe, device=device, data=data)),
-            "untracked": lambda: timed(lambda: runner.train(recipe, device=device, data=data,
+            "tracked": lambda: timed(lambda: runner.train(recipe, device=torch.device(device), data=data)),
+            "untracked": lambda: timed(lambda: runner.train(recipe, device=torch.device(device), data=data,
                                                             track=False)),
         }, repeats)
     t, u = median(res["tracked"]), median(res["untracked"])

@@ -15,8 +15,7 @@ from typing import Any
 import torch
 
 from cnnexp.data import build_data
-from cnnexp.engine.device import resolve_device
-from cnnexp.engine.loop import Trainer
+from cnnexp.engine.trainer import Trainer
 from cnnexp.schema import Recipe
 
 
@@ -36,16 +35,6 @@ def _batches(trainer: Trainer, steps: int):
             if steps <= 0:
                 return
 
-
-def _step(trainer: Trainer, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Forward + backward only, so the breakdown pass can time the optimiser step apart
-    (Trainer.train_step does all of it in one call)."""
-    with trainer._autocast():
-        logits = trainer.forward(trainer._prep(x))
-    loss = trainer.loss(logits, target)
-    trainer.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    return loss
 
 
 def _logging_seconds_per_epoch() -> float:
@@ -73,9 +62,9 @@ def _logging_seconds_per_epoch() -> float:
     return sorted(times)[2]
 
 
-def bench(recipe: Recipe, *, device: str = "auto", steps: int = 50, warmup: int = 5,
+def bench(recipe: Recipe, *, device: torch.device, steps: int = 50, warmup: int = 5,
           with_logging: bool = True) -> dict[str, Any]:
-    dev = resolve_device(device)
+    dev = device
     trainer = Trainer(recipe, build_data(recipe), dev)
     trainer.model.train()
     sync = _sync(dev)
@@ -99,10 +88,10 @@ def bench(recipe: Recipe, *, device: str = "auto", steps: int = 50, warmup: int 
         x, t = trainer.aug.train_batch(x, y)
         sync()
         t_b = time.perf_counter()
-        _step(trainer, x, t)
+        trainer.backward(trainer.forward_loss(x, t)[0])
         sync()
         t_c = time.perf_counter()
-        trainer.optimizer.step()
+        trainer.step()
         sync()
         phases["data"] += t_b - t_a
         phases["forward_backward"] += t_c - t_b

@@ -19,21 +19,21 @@ T = TypeVar("T")
 err = Console(stderr=True)
 
 
-def _clean(value: Any) -> Any:
+def to_jsonable(value: Any) -> Any:
     """JSON-safe values: NaN/inf become null, tuples lists, numbers stay numbers."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
+        return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
+        return [to_jsonable(v) for v in value]
     if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
-        return _clean(value.item())
+        return to_jsonable(value.item())
     return value
 
 
 def emit_json(obj: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(_clean(obj), indent=None, sort_keys=False) + "\n")
+    sys.stdout.write(json.dumps(to_jsonable(obj), indent=None, sort_keys=False) + "\n")
     sys.stdout.flush()
 
 
@@ -74,6 +74,28 @@ def show_progress(json_mode: bool, quiet: bool) -> bool:
     return not json_mode and not quiet and err.is_terminal
 
 
+def progress_bar(*, label: str = "{task.description}", info: bool = True,
+                 remaining: bool = False, console: Console | None = None) -> Any:
+    """The one style of progress bar every command uses (stderr, cleared when done): a label,
+    the bar, done/total, an optional info field (`task.fields[info]`), elapsed time."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns: list[Any] = [TextColumn(label), BarColumn(), MofNCompleteColumn()]
+    if info:
+        columns.append(TextColumn("{task.fields[info]}"))
+    columns.append(TimeElapsedColumn())
+    if remaining:
+        columns.append(TimeRemainingColumn())
+    return Progress(*columns, console=console or err, transient=True)
+
+
 @contextmanager
 def training_progress(enabled: bool, label: str = "train") -> Iterator[list[Any]]:
     """A rich progress bar over epochs and batches, as an engine callback list (empty when
@@ -81,13 +103,9 @@ def training_progress(enabled: bool, label: str = "train") -> Iterator[list[Any]
     if not enabled:
         yield []
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from cnnexp.engine.callbacks import Callback
 
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=err,
-                        transient=True)
+    progress = progress_bar()
 
     class Bar(Callback):
         def on_fit_start(self, state: Any) -> None:

@@ -16,7 +16,7 @@ from cnnexp.errors import BadInput, closest, did_you_mean
 from cnnexp.schema import GROUPS, Recipe
 
 DEFAULT_EXPERIMENT = "digits"
-KINDS = (*GROUPS, "experiments", "ablations")
+RECIPE_FOLDERS = (*GROUPS, "experiments", "ablations")  # the folders under recipes/
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 

@@ -81,7 +81,7 @@ def test_checkpoint_loads_weights_only_and_restores_state(workdir: Path) -> None
     """In-process: a checkpoint taken mid-run restores to the same continuation."""
     from cnnexp.data import build_data
     from cnnexp.engine import Callback, fit
-    from cnnexp.engine.checkpoint import capture, load, save_atomic
+    from cnnexp.engine.checkpoint import capture, load, save
     from cnnexp.recipe import load_recipe
 
     recipe = load_recipe("digits", ["data.subset=300", "train.epochs=4", "reg.ema=0.9",
@@ -92,7 +92,7 @@ def test_checkpoint_loads_weights_only_and_restores_state(workdir: Path) -> None
     class SaveAfter2(Callback):
         def on_epoch_end(self, state, metrics):
             if state.epoch == 2:
-                save_atomic(capture(state.trainer, state, state.progress), path)
+                save(capture(state), path)
 
     full = fit(recipe, data=data, device="cpu", callbacks=[SaveAfter2()])
     resumed = fit(recipe, data=data, device="cpu", resume=load(path))

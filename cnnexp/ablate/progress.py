@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cnnexp.console import err
+from cnnexp.console import progress_bar
 from cnnexp.engine.callbacks import Callback, FitState
 
 
@@ -16,19 +16,7 @@ class AblationProgress:
 
     def __enter__(self) -> AblationProgress:
         if self.enabled:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
-                                     MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                                     TimeElapsedColumn(), TimeRemainingColumn(), console=err,
-                                     transient=True)
+            self.progress = progress_bar(remaining=True)
             self.progress.__enter__()
             self.overall = self.progress.add_task("ablation epochs", total=self.total, info="")
         return self

@@ -9,24 +9,28 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cnnexp import tracking
-from cnnexp.ablate.plan import Arm, recipe_hash
+import torch
+
+from cnnexp.ablate.plan import Arm, plan, recipe_hash
 from cnnexp.ablate.progress import AblationProgress
 from cnnexp.ablate.retune import RetuneResult, metric_value, retune_epochs, retune_lr
-from cnnexp.ablate.spec import METRICS, AblationSpec
+from cnnexp.ablate.spec import METRICS, MODES, AblationSpec, load_spec
 from cnnexp.ablate.stats import Row, SeedResult, summarize
 from cnnexp.ablate.table import TableInfo, bar_chart, html_page, markdown, records, write_csv
+from cnnexp.console import to_jsonable
 from cnnexp.data import DataBundle, build_data
-from cnnexp.diagnose.log import diagnose_fit
+from cnnexp.diagnose.rules import diagnose_fit
 from cnnexp.engine import fit
-from cnnexp.engine.device import resolve_device
+from cnnexp.errors import BadInput, did_you_mean
 from cnnexp.schema import Recipe
+from cnnexp.tracking import Kind, Recording, query, tracked
+from cnnexp.tracking import tags as T
 
-SEED_KIND, ARM_KIND = "ablation-seed", "ablation-arm"
+RESULT_METRIC = "ablation_metric"
 
 
 @dataclass
@@ -37,26 +41,33 @@ class Outcome:
     seeds: dict[str, list[SeedResult]]
 
 
-def finite(value: Any) -> Any:
-    """NaN/inf -> None, recursively (JSON has no NaN)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite(v) for v in value]
-    return value
-
 
 @dataclass
 class Options:
-    device: str = "auto"
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     experiment: str | None = None
     out: Path | None = None
     retune: bool = False
     resume: bool = False
     progress: bool = False
     say: Callable[[str], None] = lambda _msg: None
+
+
+def prepare(spec_ref: str | None, recipe_ref: str | None, overrides: list[str],
+            mode: str | None = None, seeds: int | None = None
+            ) -> tuple[str, AblationSpec, list[Arm]]:
+    """Spec + command-line choices -> (name, spec, composed arms); BadInput on any problem,
+    before anything trains."""
+    name, spec = load_spec(spec_ref)
+    if mode is not None:
+        if mode not in MODES:
+            raise BadInput(f"unknown --mode '{mode}'{did_you_mean(mode, MODES)}")
+        spec = spec.model_copy(update={"mode": mode})
+    if seeds is not None:
+        if seeds < 1:
+            raise BadInput(f"--seeds must be at least 1 (got {seeds})")
+        spec = spec.model_copy(update={"seeds": seeds})
+    return name, spec, plan(spec, recipe_ref, overrides)
 
 
 def default_out(name: str) -> Path:
@@ -82,18 +93,17 @@ class _Data:
         return self.cache[key]
 
 
-def _finished_runs(exp_id: str, name: str, kind: str, needs: str) -> list[Any]:
-    """Earlier runs of this ablation that got as far as setting tag `needs` (set last)."""
-    c = tracking.client()
-    query = f"tags.`cnnexp.kind` = '{kind}'"
-    runs, token = [], None
-    while True:
-        page = c.search_runs([exp_id], query, max_results=1000, page_token=token)
-        runs += [r for r in page if r.data.tags.get("cnnexp.ablation") == name
-                 and needs in r.data.tags]
-        token = page.token
-        if not token:
-            return runs
+def _finished_seeds(exp_id: str, name: str) -> list[Any]:
+    """Earlier seed runs of this ablation that got as far as logging their result."""
+    return [r for r in query.search([exp_id], T.kind_filter(Kind.SEED))
+            if r.data.tags.get(T.ABLATION) == name and T.STATUS in r.data.tags
+            and RESULT_METRIC in r.data.metrics]
+
+
+def _tuned_arms(exp_id: str, name: str) -> list[Any]:
+    """Earlier arm runs of this ablation whose LR search finished."""
+    return [r for r in query.search([exp_id], T.kind_filter(Kind.ARM))
+            if r.data.tags.get(T.ABLATION) == name and T.TUNED_LR in r.data.tags]
 
 
 def _reused(run: Any, metric: str) -> SeedResult:
@@ -102,47 +112,40 @@ def _reused(run: Any, metric: str) -> SeedResult:
     return SeedResult(value=m.get(logged, math.nan),
                       train_acc=m.get("final_train_acc", math.nan),
                       val_acc=m.get("final_val_acc", math.nan),
-                      status=run.data.tags["cnnexp.status"], params=int(m.get("params", 0)),
+                      status=run.data.tags[T.STATUS], params=int(m.get("params", 0)),
                       seconds=m.get("seconds", 0.0), run_id=run.info.run_id, reused=True,
-                      diagnosis=run.data.tags.get("diagnosis", ""))
+                      diagnosis=run.data.tags.get(T.DIAGNOSIS, ""))
 
 
-def _train_seed(parent: tracking.Run, arm: Arm, recipe: Recipe, seed_index: int, name: str,
-                metric: str, data: _Data, dev: Any, prog: AblationProgress) -> SeedResult:
-    tags = {**tracking.recipe_tags(recipe), "cnnexp.kind": SEED_KIND, "cnnexp.ablation": name,
-            "cnnexp.arm": arm.label, "cnnexp.seed": recipe.train.seed,
-            "cnnexp.recipe_hash": recipe_hash(recipe)}
-    with tracking.run("", f"{arm.label} seed={recipe.train.seed}", parent=parent,
-                      tags=tags) as r:
-        tracking.log_recipe(r, recipe)
-        bundle = data.get(recipe)
-        result = fit(recipe, data=bundle, device=dev,
-                     callbacks=[tracking.EpochLogger(r), *prog.callbacks(
-                         f"{arm.label} · seed {seed_index + 1}")])
+def _train_seed(parent: Recording, arm: Arm, recipe: Recipe, seed_index: int, name: str,
+                metric: str, data: _Data, dev: torch.device, prog: AblationProgress
+                ) -> SeedResult:
+    tags = {T.ABLATION: name, T.ARM: arm.label, T.SEED: recipe.train.seed,
+            T.RECIPE_HASH: recipe_hash(recipe)}
+    with tracked(Kind.SEED, f"{arm.label} seed={recipe.train.seed}", parent=parent,
+                 recipe=recipe, device=dev, tags=tags) as rec:
+        result = fit(recipe, data=data.get(recipe), device=dev, callbacks=[
+            *rec.callbacks(), *prog.callbacks(f"{arm.label} · seed {seed_index + 1}")])
         last = result.final
         out = SeedResult(value=metric_value(result, metric),
                          train_acc=last.get("train_acc", math.nan),
                          val_acc=last.get("val_acc", math.nan), status=result.status,
-                         params=result.params, seconds=result.seconds, run_id=r.run_id,
+                         params=result.params, seconds=result.seconds, run_id=rec.run_id or "",
                          diagnosis=diagnose_fit(result).diagnosis)
-        r.log_metrics({"ablation_metric": out.value, "final_train_acc": out.train_acc,
-                       "final_val_acc": out.val_acc, "final_val_loss": last.get("val_loss", math.nan),
-                       "best_val_acc": result.best_val_acc, "seconds": result.seconds,
-                       "params": result.params})
-        if result.status == "diverged":
-            r.end_status = "FAILED"
-        r.set_tags({"cnnexp.reason": result.reason, "diagnosis": out.diagnosis,
-                    "cnnexp.status": result.status})
+        # logged last: --resume reuses a seed run only when its result is there
+        rec.log_metrics({"final_train_acc": out.train_acc, "final_val_acc": out.val_acc,
+                         "final_val_loss": last.get("val_loss", math.nan),
+                         RESULT_METRIC: out.value})
         return out
 
 
-def _retune(arm: Arm, arm_run: tracking.Run, spec: AblationSpec, data: _Data, dev: Any,
+def _retune(arm: Arm, arm_run: Recording, spec: AblationSpec, data: _Data, dev: torch.device,
             prog: AblationProgress, earlier: list[Any]) -> float:
     key = recipe_hash(arm.recipe)
     for run in earlier:  # --resume: an arm whose search already finished keeps its LR
-        if run.data.tags.get("cnnexp.arm_hash") == key and "cnnexp.tuned_lr" in run.data.tags:
-            lr = float(run.data.tags["cnnexp.tuned_lr"])
-            arm_run.set_tags({"cnnexp.tuned_lr": lr, "cnnexp.tuned_from": run.info.run_id})
+        if run.data.tags.get(T.ARM_HASH) == key and T.TUNED_LR in run.data.tags:
+            lr = float(run.data.tags[T.TUNED_LR])
+            arm_run.set_tags({T.TUNED_LR: lr, T.TUNED_FROM: run.info.run_id})
             return lr
     first = arm.seed_recipe(0)
     res: RetuneResult = retune_lr(first, spec.retune, spec.metric, data=data.get(first),
@@ -151,22 +154,20 @@ def _retune(arm: Arm, arm_run: tracking.Run, spec: AblationSpec, data: _Data, de
     arm_run.log_text(res.csv(), "retune.csv")
     arm_run.log_params({"retune.low": res.low, "retune.high": res.high,
                         "retune.epochs": res.epochs, "retune.trials": len(res.trials)})
-    arm_run.set_tags({"cnnexp.tuned_lr": res.lr})
+    arm_run.set_tags({T.TUNED_LR: res.lr})
     return res.lr
 
 
-def _run_arm(parent: tracking.Run, arm: Arm, spec: AblationSpec, name: str, opts: Options,
-             data: _Data, dev: Any, prog: AblationProgress,
-             earlier: dict[str, list[Any]]) -> tuple[list[SeedResult], float | None]:
-    tags = {**tracking.recipe_tags(arm.recipe), "cnnexp.kind": ARM_KIND, "cnnexp.ablation": name,
-            "cnnexp.arm": arm.label, "cnnexp.arm_hash": recipe_hash(arm.recipe)}
-    done = {r.data.tags.get("cnnexp.recipe_hash"): r for r in earlier.get(SEED_KIND, [])
-            if r.data.tags.get("cnnexp.arm") == arm.label}
-    with tracking.run("", arm.label, parent=parent, tags=tags) as arm_run:
+def _run_arm(parent: Recording, arm: Arm, spec: AblationSpec, name: str, opts: Options,
+             data: _Data, dev: torch.device, prog: AblationProgress,
+             earlier: dict[Kind, list[Any]]) -> tuple[list[SeedResult], float | None]:
+    tags = {T.ABLATION: name, T.ARM: arm.label, T.ARM_HASH: recipe_hash(arm.recipe)}
+    done = {r.data.tags.get(T.RECIPE_HASH): r for r in earlier.get(Kind.SEED, [])
+            if r.data.tags.get(T.ARM) == arm.label}
+    with tracked(Kind.ARM, arm.label, parent=parent, recipe=arm.recipe, tags=tags) as arm_run:
         arm_run.log_params({"change": " ".join(arm.change) or "-",
                             "overrides": " ".join(arm.overrides) or "-"})
-        tracking.log_recipe(arm_run, arm.recipe)
-        lr = _retune(arm, arm_run, spec, data, dev, prog, earlier.get(ARM_KIND, [])) \
+        lr = _retune(arm, arm_run, spec, data, dev, prog, earlier.get(Kind.ARM, [])) \
             if opts.retune else None
         results: list[SeedResult] = []
         for i in range(spec.seeds):
@@ -182,7 +183,7 @@ def _run_arm(parent: tracking.Run, arm: Arm, spec: AblationSpec, name: str, opts
         finished = [r.value for r in results if math.isfinite(r.value)]
         arm_run.log_metrics({"mean": sum(finished) / len(finished) if finished else math.nan,
                              "n": len(finished), "diverged": len(results) - len(finished)})
-        arm_run.set_tags({"cnnexp.reused_runs": " ".join(r.run_id for r in results if r.reused)})
+        arm_run.set_tags({T.REUSED_RUNS: " ".join(r.run_id for r in results if r.reused)})
         return results, lr
 
 
@@ -233,23 +234,22 @@ def write_outputs(out: Path, rows: Sequence[Row], info: TableInfo,
 
 
 def run_ablation(name: str, spec: AblationSpec, arms: Sequence[Arm], opts: Options) -> Outcome:
-    dev = resolve_device(opts.device)
+    dev = opts.device
     data = _Data()
     data.get(arms[0].recipe)  # bad data paths fail here, before any run exists
     experiment = opts.experiment or f"ablation-{name}"
     epochs = arms[0].recipe.train.epochs
     per_arm = (retune_epochs(arms[0].recipe, spec.retune) * spec.retune.trials
                if opts.retune else 0) + spec.seeds * epochs
-    tags = {"cnnexp.kind": "ablation", "cnnexp.ablation": name, "cnnexp.mode": spec.mode,
-            "cnnexp.recipe": arms[0].recipe.name}
-    with tracking.run(experiment, f"ablation {name}", tags=tags) as parent, \
+    tags = {T.ABLATION: name, T.MODE: spec.mode, T.RECIPE: arms[0].recipe.name}
+    with tracked(Kind.ABLATION, f"ablation {name}", experiment=experiment, tags=tags) as parent, \
             AblationProgress(opts.progress, total_epochs=per_arm * len(arms)) as prog:
         parent.log_params({"mode": spec.mode, "seeds": spec.seeds, "metric": spec.metric,
                            "baseline": arms[0].recipe.name, "epochs": epochs,
                            "retune_lr": opts.retune, "arms": " | ".join(a.label for a in arms)})
-        earlier = {k: _finished_runs(parent.experiment_id, name, k, needs) for k, needs in
-                   ((SEED_KIND, "cnnexp.status"), (ARM_KIND, "cnnexp.tuned_lr"))} \
-            if opts.resume else {}
+        exp_id = parent.experiment_id or ""
+        earlier = {Kind.SEED: _finished_seeds(exp_id, name),
+                   Kind.ARM: _tuned_arms(exp_id, name)} if opts.resume else {}
         seeds: dict[str, list[SeedResult]] = {}
         lrs: list[float | None] = []
         for arm in arms:
@@ -268,7 +268,7 @@ def run_ablation(name: str, spec: AblationSpec, arms: Sequence[Arm], opts: Optio
                    "table_path": str(paths["md"]), "out_dir": str(out),
                    "experiment_id": parent.experiment_id, "parent_run_id": parent.run_id}
         paths["json"] = out / "summary.json"
-        paths["json"].write_text(json.dumps(finite(summary), indent=1), encoding="utf-8")
+        paths["json"].write_text(json.dumps(to_jsonable(summary), indent=1), encoding="utf-8")
         for path in paths.values():
             parent.log_artifact(str(path), "ablation")
         parent.describe(markdown(rows, info))

@@ -10,7 +10,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from cnnexp.errors import BadInput, did_you_mean
+from cnnexp.errors import BadInput, did_you_mean, validation_message
 
 Mode = Literal["leave-one-out", "add-one-in", "cumulative"]
 MODES: tuple[str, ...] = ("leave-one-out", "add-one-in", "cumulative")
@@ -86,16 +86,7 @@ def parse_spec(data: dict[str, Any], where: str = "spec") -> AblationSpec:
     try:
         return AblationSpec.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        if err["type"] == "extra_forbidden":
-            keys = list(AblationSpec.model_fields) if "." not in loc else list(RetuneCfg.model_fields)
-            leaf = loc.rpartition(".")[2]
-            raise BadInput(f"{where}: unknown key '{loc}'{did_you_mean(leaf, keys)}") from None
-        msg = err["msg"].removeprefix("Value error, ")
-        value = err.get("input")
-        shown = "" if isinstance(value, (dict, list)) or "unknown metric" in msg else f" (got {value!r})"
-        raise BadInput(f"{where}: invalid '{loc}': {msg}{shown}") from None
+        raise BadInput(validation_message(exc, AblationSpec, where)) from None
 
 
 def flatten(change: Overrides, prefix: str = "") -> list[tuple[str, Any]]:

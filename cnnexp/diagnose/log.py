@@ -14,14 +14,7 @@ from typing import Any
 
 import torch
 
-from cnnexp.diagnose.rules import Diagnosis, Thresholds, diagnose
-
-DIAGNOSIS_TAG = "diagnosis"
-
-
-def diagnose_fit(result: Any, thresholds: Thresholds | None = None) -> Diagnosis:
-    """The diagnosis of an engine FitResult."""
-    return diagnose(result.history, status=result.status, thresholds=thresholds)
+from cnnexp.diagnose.rules import Diagnosis
 
 
 def summary_fields(d: Diagnosis) -> dict[str, str]:
@@ -31,10 +24,10 @@ def summary_fields(d: Diagnosis) -> dict[str, str]:
 
 def log_diagnosis(r: Any, d: Diagnosis, history: list[dict[str, float]],
                   best_epoch: int | None = None, title: str = "") -> None:
-    """Tag + JSON + the learning curves titled with the verdict."""
+    """JSON + the learning curves titled with the verdict (the tag is set by the run's
+    outcome logger, cnnexp.tracking.record)."""
     from cnnexp.diagnose.plots import curves_figure
 
-    r.set_tags({DIAGNOSIS_TAG: d.diagnosis})
     r.log_text(json.dumps(d.to_dict(), indent=2), "diagnosis/diagnosis.json")
     head = f"{title}: {d.diagnosis}" if title else d.diagnosis
     fig = curves_figure(history, f"{head}\n{textwrap.shorten(d.summary, 120)}", best_epoch)
@@ -54,8 +47,8 @@ def log_classification(r: Any, result: Any, k: int = 16) -> dict[str, Any]:
         top_losses,
     )
 
-    trainer = result.extra.get("trainer")
-    if trainer is None or result.status == "diverged" or trainer.data.n_val == 0:
+    trainer = result.trainer
+    if result.status == "diverged" or trainer.data.n_val == 0:
         return {}
     logits, labels = trainer.predict_logits()
     logits, labels = logits.float().cpu(), labels.cpu()

@@ -14,9 +14,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from cnnexp.errors import BadInput, did_you_mean
+from cnnexp.errors import BadInput, did_you_mean, validation_message
 
-KINDS = ("overfitting", "underfitting", "not_converged", "unstable", "healthy")
+DIAGNOSES = ("overfitting", "underfitting", "not_converged", "unstable", "healthy")
 
 
 class Thresholds(BaseModel):
@@ -52,9 +52,7 @@ def parse_thresholds(items: Iterable[str] | None, base: Thresholds | None = None
     try:
         return Thresholds.model_validate(values)
     except ValidationError as exc:
-        e = exc.errors()[0]
-        raise BadInput(f"invalid threshold '{e['loc'][0]}': {e['msg']} "
-                       f"(got {e.get('input')!r})") from None
+        raise BadInput(validation_message(exc, Thresholds, noun="threshold")) from None
 
 
 @dataclass
@@ -236,3 +234,8 @@ def remedies_for(kind: str, ev: Mapping[str, Any], epochs: int) -> tuple[list[st
         ])
     return (["Nothing to fix: tune further (`cnnexp search`) or measure components "
              "(`cnnexp ablate`)"], [])
+
+
+def diagnose_fit(result: Any, thresholds: Thresholds | None = None) -> Diagnosis:
+    """The diagnosis of an engine FitResult."""
+    return diagnose(result.history, status=result.status, thresholds=thresholds)

@@ -1,4 +1,4 @@
-"""Hooks for the code that drives `fit` (CLI progress, MLflow, search pruning, sanity)."""
+"""Hooks for the code that drives `fit` (CLI progress, MLflow, search pruning, checkpoints)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,15 @@ if TYPE_CHECKING:
     import torch
 
     from cnnexp.data.bundle import DataBundle
+    from cnnexp.engine.loop import Progress
+    from cnnexp.engine.trainer import Trainer
     from cnnexp.schema import Recipe
 
 
 @dataclass
 class FitState:
-    """What callbacks may read; setting `stop`/`stop_reason` ends training after this epoch."""
+    """What callbacks may read; setting `stop`/`stop_reason` ends training after this epoch.
+    `trainer` and `progress` are what a checkpoint captures."""
 
     recipe: Recipe
     model: torch.nn.Module
@@ -22,6 +25,8 @@ class FitState:
     device: torch.device
     epochs: int
     steps_per_epoch: int
+    trainer: Trainer | None = None
+    progress: Progress | None = None
     epoch: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
     stop: bool = False

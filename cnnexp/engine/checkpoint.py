@@ -5,70 +5,40 @@ containers go in, so loading a checkpoint cannot execute code."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from cnnexp.engine.callbacks import Callback, FitState
+from cnnexp.files import replaced
+
+VERSION = 1
 
 
-def capture(trainer: Any, state: FitState, progress: Any) -> dict[str, Any]:
-    """The full training state after `state.epoch` (a `Trainer`, its FitState and Progress)."""
-    return {
-        "version": 1,
-        "epoch": state.epoch,
-        "history": state.history,
-        "model": trainer.model.state_dict(),
-        "optimizer": trainer.optimizer.state_dict(),
-        "schedule": trainer.schedule.state_dict(),
-        "scaler": trainer.scaler.state_dict() if trainer.scaler else None,
-        "ema": trainer.ema.state_dict() if trainer.ema is not None else None,
-        "progress": {k: v for k, v in vars(progress).items()},
-        "rng": {
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "generator": trainer.gen.get_state(),
-            "host": _host_state(trainer.aug.host_rng.getstate()),
-        },
-    }
+def capture(state: FitState) -> dict[str, Any]:
+    """The full training state after `state.epoch`: the Trainer's, fit's progress, history."""
+    assert state.trainer is not None and state.progress is not None
+    return {"version": VERSION, "epoch": state.epoch, "history": state.history,
+            "progress": asdict(state.progress), **state.trainer.state_dict()}
 
 
-def _host_state(state: tuple) -> list:
-    version, internal, gauss = state
-    return [version, list(internal), gauss]
-
-
-def restore(ckpt: dict[str, Any], trainer: Any, state: FitState, progress: Any) -> None:
-    trainer.model.load_state_dict(ckpt["model"])
-    trainer.optimizer.load_state_dict(ckpt["optimizer"])
-    trainer.schedule.load_state_dict(ckpt["schedule"])
-    if trainer.scaler and ckpt["scaler"]:
-        trainer.scaler.load_state_dict(ckpt["scaler"])
-    if trainer.ema is not None and ckpt["ema"] is not None:
-        trainer.ema.load_state_dict(ckpt["ema"])
+def restore(ckpt: dict[str, Any], state: FitState) -> None:
+    assert state.trainer is not None and state.progress is not None
+    state.trainer.load_state_dict(ckpt)
     for key, value in ckpt["progress"].items():
-        setattr(progress, key, tuple(value) if key == "best_key" and value else value)
+        setattr(state.progress, key, tuple(value) if key == "best_key" and value else value)
     state.epoch = int(ckpt["epoch"])
     state.history = list(ckpt["history"])
-    rng = ckpt["rng"]
-    torch.set_rng_state(rng["torch"])
-    if rng["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
-    trainer.gen.set_state(rng["generator"])
-    version, internal, gauss = rng["host"]
-    trainer.aug.host_rng.setstate((version, tuple(internal), gauss))
 
 
-def save_atomic(ckpt: dict[str, Any], path: Path) -> None:
+def save(ckpt: dict[str, Any], path: Path) -> None:
     """Write then rename: a reader (or a crash) never sees a half-written checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(ckpt, tmp)
-    os.replace(tmp, path)
+    with replaced(path) as tmp:
+        torch.save(ckpt, tmp)
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -88,7 +58,7 @@ class Checkpointer(Callback):
     def on_epoch_end(self, state: FitState, metrics: dict[str, float]) -> None:
         if time.monotonic() - self.last < self.every or state.epoch >= state.epochs:
             return
-        save_atomic(capture(state.trainer, state, state.progress), self.path)  # type: ignore[attr-defined]
+        save(capture(state), self.path)
         if self.after_save:
             self.after_save(self.path)
         self.last = time.monotonic()

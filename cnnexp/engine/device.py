@@ -1,4 +1,7 @@
-"""Pick the training device: auto prefers CUDA, then MPS, then CPU."""
+"""Pick the training device: auto prefers CUDA, then MPS, then CPU.
+
+Resolved once, at the edge (the command line, a search worker process, the public `fit`);
+everything below takes a `torch.device`."""
 
 from __future__ import annotations
 
@@ -35,3 +38,8 @@ def resolve_device(name: str = "auto") -> torch.device:
             raise BadInput(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s)")
         return torch.device("cuda", index)
     raise BadInput(f"unknown device '{name}' (valid: auto, cpu, cuda, cuda:N, mps)")
+
+
+def as_device(device: str | torch.device) -> torch.device:
+    """A device as given, or resolved from its name (the public API accepts either)."""
+    return device if isinstance(device, torch.device) else resolve_device(device)

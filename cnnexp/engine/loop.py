@@ -1,7 +1,8 @@
-"""fit / train_epoch / evaluate. Knows nothing of MLflow or Optuna: they hook in as callbacks.
+"""fit: epochs of Trainer.train_epoch and evaluation, early stopping, divergence, callbacks.
 
-Hot-loop rules: data is already on the device; metrics are accumulated on the device and read
-once per epoch (no .item() per step); AMP and channels_last on CUDA.
+Knows nothing of MLflow or Optuna: they hook in as callbacks. Hot-loop rules: data is already
+on the device; metrics are accumulated on the device and read once per epoch (no .item() per
+step); AMP and channels_last on CUDA.
 """
 
 from __future__ import annotations
@@ -10,20 +11,16 @@ import copy
 import math
 import time
 from collections.abc import Sequence
-from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from cnnexp.data import DataBundle, build_data
-from cnnexp.data.augment import Augmenter
-from cnnexp.data.loader import Batches
 from cnnexp.engine.callbacks import Callback, FitState
-from cnnexp.engine.device import resolve_device
-from cnnexp.engine.optim import Schedule, build_optimizer
-from cnnexp.models import ModelSpec, build_model, count_params
+from cnnexp.engine.device import as_device
+from cnnexp.engine.trainer import Trainer
+from cnnexp.models import count_params
 from cnnexp.schema import Recipe
 
 
@@ -36,10 +33,10 @@ class FitResult:
     images_per_sec: float
     params: int
     model: nn.Module
+    trainer: Trainer  # for predictions after the run (confusion matrix, test evaluation)
     best_state: dict[str, torch.Tensor] | None = None
     best_epoch: int = 0
     reason: str = ""
-    extra: dict[str, object] = field(default_factory=dict)
 
     @property
     def final(self) -> dict[str, float]:
@@ -66,137 +63,6 @@ DIVERGED_FACTOR = 100
 def is_diverged(loss: float, num_classes: int) -> bool:
     """Non-finite, or a mean cross-entropy 100x the chance level ln(C): logits have exploded."""
     return not math.isfinite(loss) or loss > DIVERGED_FACTOR * math.log(max(num_classes, 2))
-
-
-def amp_dtype(recipe: Recipe, device: torch.device) -> torch.dtype | None:
-    if device.type != "cuda" or recipe.train.amp == "off":
-        return None
-    if recipe.train.amp == "fp16":
-        return torch.float16
-    if recipe.train.amp == "bf16" or torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float16
-
-
-class Trainer:
-    """Holds everything one training run needs; `fit()` below is the functional front door."""
-
-    def __init__(self, recipe: Recipe, data: DataBundle, device: torch.device,
-                 model: nn.Module | None = None) -> None:
-        self.recipe, self.device = recipe, device
-        torch.manual_seed(recipe.train.seed)
-        self.data = data.to(device)
-        spec = ModelSpec(data.channels, data.num_classes, data.image_size, recipe.reg.dropout)
-        self.model = (model or build_model(recipe, spec)).to(device)
-        # the training RNG stream starts from the seed however the model was made
-        torch.manual_seed(recipe.train.seed)
-        self.channels_last = device.type == "cuda" and recipe.train.channels_last
-        if self.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
-        self.forward = torch.compile(self.model) if recipe.train.compile else self.model
-        gen_device = device if device.type in ("cuda", "cpu") else torch.device("cpu")
-        self.gen = torch.Generator(gen_device).manual_seed(recipe.train.seed)
-        self.aug = Augmenter(recipe.aug, data.mean, data.std, data.num_classes, self.gen).to(device)
-        self.train_batches = Batches(self.data, "train", recipe.train.batch_size, device, True,
-                                     self.gen, drop_last=True)
-        self.val_batches = Batches(self.data, "val", recipe.train.eval_batch_size, device, False)
-        self.optimizer = build_optimizer(recipe.opt, self.model)
-        self.schedule = Schedule(recipe.opt, self.optimizer, len(self.train_batches),
-                                 recipe.train.epochs)
-        self.amp = amp_dtype(recipe, device)
-        self.scaler = torch.amp.GradScaler("cuda") if self.amp == torch.float16 else None
-        self.ema = None
-        if recipe.reg.ema:
-            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
-            self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(recipe.reg.ema),
-                                     use_buffers=True)
-
-    def _autocast(self):
-        return torch.autocast("cuda", dtype=self.amp) if self.amp else nullcontext()
-
-    def _prep(self, x: torch.Tensor) -> torch.Tensor:
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
-
-    def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        loss = F.cross_entropy(logits.float(), target, label_smoothing=self.recipe.reg.label_smoothing)
-        if self.recipe.reg.l1:
-            l1 = sum(p.abs().sum() for p in self.model.parameters() if p.ndim > 1)
-            loss = loss + self.recipe.reg.l1 * l1
-        return loss
-
-    def train_step(self, xb: torch.Tensor, yb: torch.Tensor
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Augment, forward, backward, (clip), optimiser step. Returns the loss, the logits and
-        the targets (class indices or mixed probabilities), all still on the device."""
-        x, target = self.aug.train_batch(xb, yb)
-        with self._autocast():
-            logits = self.forward(self._prep(x))
-        loss = self.loss(logits, target)
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.scaler:
-            self.scaler.scale(loss).backward()
-            self.scaler.unscale_(self.optimizer)
-        else:
-            loss.backward()
-        if self.recipe.opt.grad_clip:
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.recipe.opt.grad_clip)
-        if self.scaler:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            self.optimizer.step()
-        return loss, logits, target
-
-    def train_epoch(self, state: FitState, callbacks: Sequence[Callback]) -> dict[str, float]:
-        self.model.train()
-        loss_sum = torch.zeros((), device=self.device)
-        correct = torch.zeros((), device=self.device, dtype=torch.long)
-        seen = 0
-        for i, (xb, yb) in enumerate(self.train_batches):
-            loss, logits, target = self.train_step(xb, yb)
-            self.schedule.step()
-            if self.ema is not None:
-                self.ema.update_parameters(self.model)
-            n = len(yb)
-            seen += n
-            loss_sum += loss.detach() * n
-            labels = target if target.ndim == 1 else target.argmax(1)
-            correct += (logits.detach().argmax(1) == labels).sum()
-            for cb in callbacks:
-                cb.on_batch_end(state, i)
-        return {"train_loss": float(loss_sum) / max(seen, 1),
-                "train_acc": int(correct) / max(seen, 1), "train_images": seen}
-
-    @property
-    def eval_model(self) -> nn.Module:
-        """The weights evaluation uses: the EMA copy when reg.ema is on."""
-        return self.ema.module if self.ema is not None else self.model
-
-    @torch.no_grad()
-    def predict_logits(self, model: nn.Module | None = None, split: str = "val") -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits and labels over a split (TTA: average with the flipped image)."""
-        model = model or self.eval_model
-        model.eval()
-        batches = self.val_batches if split == "val" else Batches(
-            self.data, "train", self.recipe.train.eval_batch_size, self.device, False)
-        outs, ys = [], []
-        for xb, yb in batches:
-            x = self._prep(self.aug.normalize(xb))
-            with self._autocast():
-                logits = model(x).float()
-                if self.recipe.aug.tta:
-                    logits = (logits + model(x.flip(3)).float()) / 2
-            outs.append(logits)
-            ys.append(yb)
-        return torch.cat(outs), torch.cat(ys)
-
-    def evaluate(self) -> dict[str, float]:
-        logits, y = self.predict_logits()
-        return {"val_loss": float(F.cross_entropy(logits, y)),
-                "val_acc": float((logits.argmax(1) == y).float().mean())}
 
 
 @dataclass
@@ -230,18 +96,16 @@ def fit(recipe: Recipe, *, data: DataBundle | None = None, device: str | torch.d
     `resume` is a checkpoint from cnnexp.engine.checkpoint: training continues after its epoch
     with model, optimiser, schedule, progress and RNG state restored."""
     start = time.perf_counter()
-    dev = device if isinstance(device, torch.device) else resolve_device(device)
+    dev = as_device(device)
     data = data or build_data(recipe)
     trainer = Trainer(recipe, data, dev, model)
-    state = FitState(recipe, trainer.model, trainer.data, dev, recipe.train.epochs,
-                     len(trainer.train_batches))
-    state.trainer = trainer  # type: ignore[attr-defined]  # for callbacks that need internals
     progress = Progress()
+    state = FitState(recipe, trainer.model, trainer.data, dev, recipe.train.epochs,
+                     len(trainer.train_batches), trainer=trainer, progress=progress)
     if resume is not None:
         from cnnexp.engine.checkpoint import restore
 
-        restore(resume, trainer, state, progress)
-    state.progress = progress  # type: ignore[attr-defined]
+        restore(resume, state)
     for cb in callbacks:
         cb.on_fit_start(state)
     status, reason = "completed", ""
@@ -277,10 +141,9 @@ def fit(recipe: Recipe, *, data: DataBundle | None = None, device: str | torch.d
     result = FitResult(status=status, history=state.history,
                        seconds=time.perf_counter() - start, train_seconds=secs,
                        images_per_sec=progress.images / secs if secs else 0.0,
-                       params=count_params(trainer.model), model=trainer.model,
+                       params=count_params(trainer.model), model=trainer.model, trainer=trainer,
                        best_state=progress.best_state, best_epoch=progress.best_epoch,
                        reason=reason)
-    result.extra["trainer"] = trainer
     for cb in callbacks:
         cb.on_fit_end(state, result)
     return result

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from cnnexp.engine.loop import Trainer
+    from cnnexp.engine.trainer import Trainer
 
 RULES = ("valley", "steepest", "min/10")
 

@@ -16,7 +16,7 @@ class ModelSpec:
     channels: int
     num_classes: int
     image_size: int
-    dropout: float = 0.0
+    dropout: float = 0.0  # set by build_model from the recipe's reg.dropout
 
 
 MODELS: Registry[Callable[[ArchCfg, ModelSpec], nn.Module]] = Registry("architecture")

@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from cnnexp.errors import BadInput, did_you_mean
+from cnnexp.tracking import query, store
+from cnnexp.tracking import tags as T
 
-KINDS = ("sanity", "search", "ablation", "train")  # top-level runs a report covers, in order
+KINDS = tuple(k.value for k in T.REPORTED)  # top-level runs a report covers, in order
 REPORT_ARTIFACT = "report"
 
 
@@ -25,44 +27,42 @@ class Subject:
 def resolve(ref: str | None) -> Subject:
     """A run id (or prefix), an experiment name, a search study or an ablation name; none:
     the experiment of the newest cnnexp run."""
-    from cnnexp import tracking
 
     if ref is None:
-        newest = [r for r in tracking.recent_runs(limit=200) if _kind(r) in KINDS]
+        newest = [r for r in query.recent_runs(limit=200) if _kind(r) in KINDS]
         if not newest:
             raise BadInput("nothing to report: the tracking store has no cnnexp runs yet")
         ref = newest[0]["experiment_id"]
-        return _experiment(ref, dict(tracking.experiments()).get(ref, ref))
-    rec = tracking.find_run(ref)
+        return _experiment(ref, dict(query.experiments()).get(ref, ref))
+    rec = query.find_run(ref)
     if rec is not None:
         while rec["parent_id"]:
-            rec = tracking.find_run(rec["parent_id"]) or {**rec, "parent_id": None}
+            rec = query.find_run(rec["parent_id"]) or {**rec, "parent_id": None}
         return Subject(f"{_kind(rec) or 'run'} {rec['name']}", rec["experiment_id"], [rec])
-    exp_id = tracking.experiment_by_name(ref)
+    exp_id = query.experiment_by_name(ref)
     if exp_id is not None:
         return _experiment(exp_id, ref)
-    named = [r for r in tracking.recent_runs(limit=2000) if ref in (
-        r["tags"].get("optuna.study"), r["tags"].get("cnnexp.ablation")) and not r["parent_id"]]
+    named = [r for r in query.recent_runs(limit=2000) if ref in (
+        r["tags"].get(T.STUDY), r["tags"].get(T.ABLATION)) and not r["parent_id"]]
     if named:
         return Subject(f"{_kind(named[0])} {ref}", named[0]["experiment_id"], named[:1])
-    names = [n for _, n in tracking.experiments()] + [
-        v for r in tracking.recent_runs(limit=2000) for k, v in r["tags"].items()
-        if k in ("optuna.study", "cnnexp.ablation")]
+    names = [n for _, n in query.experiments()] + [
+        v for r in query.recent_runs(limit=2000) for k, v in r["tags"].items()
+        if k in (T.STUDY, T.ABLATION)]
     raise BadInput(f"no run, experiment, study or ablation named '{ref}'"
                    f"{did_you_mean(ref, names)}")
 
 
 def _experiment(exp_id: str, name: str) -> Subject:
-    from cnnexp import tracking
 
-    runs = [r for r in tracking.runs_in(exp_id) if not r["parent_id"] and _kind(r) in KINDS]
+    runs = [r for r in query.runs_in(exp_id) if not r["parent_id"] and _kind(r) in KINDS]
     if not runs:
         raise BadInput(f"experiment '{name}' has no cnnexp runs to report")
     return Subject(f"experiment {name}", exp_id, runs)
 
 
 def _kind(r: dict[str, Any]) -> str:
-    return r["tags"].get("cnnexp.kind", "")
+    return T.kind_of(r["tags"])
 
 
 def primary(subject: Subject) -> dict[str, Any]:
@@ -77,7 +77,6 @@ def slug(text: str) -> str:
 
 def build(ref: str | None, out: Path | None = None, log: bool = True) -> dict[str, Any]:
     """Write the HTML file (and log it to the primary run); returns what --json prints."""
-    from cnnexp import tracking
     from cnnexp.report import html as H
     from cnnexp.report import sections as S
 
@@ -89,7 +88,7 @@ def build(ref: str | None, out: Path | None = None, log: bool = True) -> dict[st
         sections += [render(r) for r in by_kind[kind]]
     counts = ", ".join(f"{len(v)} {k}" for k, v in by_kind.items() if v)
     html = H.page(f"cnnexp report: {subject.title}",
-                  f"Tracking store `{tracking.tracking_uri()}`, experiment id "
+                  f"Tracking store `{store.tracking_uri()}`, experiment id "
                   f"{subject.experiment_id}; {counts}; generated "
                   f"{time.strftime('%Y-%m-%d %H:%M')}.", sections)
     name = f"{slug(subject.title)}.html"
@@ -103,7 +102,7 @@ def build(ref: str | None, out: Path | None = None, log: bool = True) -> dict[st
         raise BadInput(f"cannot write the report to '{path}': {exc.strerror or exc}") from None
     target = primary(subject)
     if log:
-        run = tracking.attach(target["run_id"])
+        run = store.attach(target["run_id"])
         if run is not None:
             run.log_artifact(str(path), REPORT_ARTIFACT)
     return {"out": str(path), "subject": subject.title, "experiment_id": subject.experiment_id,

@@ -8,6 +8,8 @@ import json
 from typing import Any
 
 from cnnexp.report import html as H
+from cnnexp.tracking import query
+from cnnexp.tracking import tags as T
 
 
 def _head(r: dict[str, Any], title: str) -> str:
@@ -16,24 +18,22 @@ def _head(r: dict[str, Any], title: str) -> str:
 
 
 def _pngs(run_id: str, folder: str = "", caption: str = "") -> list[str]:
-    from cnnexp import tracking
 
     out = []
-    for path in sorted(tracking.artifact_paths(run_id, folder)):
+    for path in sorted(query.artifact_paths(run_id, folder)):
         if path.endswith(".png"):
-            data = tracking.artifact_bytes(run_id, path)
+            data = query.artifact_bytes(run_id, path)
             if data:
                 out.append(H.img(data, path, f"{caption}{path}"))
     return out
 
 
 def sanity(r: dict[str, Any]) -> str:
-    from cnnexp import tracking
 
-    verdict = r["tags"].get("cnnexp.status", r["status"].lower())
+    verdict = r["tags"].get(T.STATUS, r["status"].lower())
     parts = [_head(r, f"Sanity checks: {verdict}"), H.markdown(r["description"])]
     figs = []
-    for child in tracking.child_runs(r["run_id"], r["experiment_id"]):
+    for child in query.child_runs(r["run_id"], r["experiment_id"]):
         figs += _pngs(child["run_id"], caption=f"{child['name']}: ")
     parts.append(H.grid(figs))
     return "\n".join(parts)
@@ -56,22 +56,20 @@ def _fmt(v: Any) -> str:
 
 def _trial_diagnoses(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Trial runs by MLflow run id (children of the stage runs)."""
-    from cnnexp import tracking
 
     out = {}
-    for stage in tracking.child_runs(r["run_id"], r["experiment_id"]):
-        for t in tracking.child_runs(stage["run_id"], r["experiment_id"]):
+    for stage in query.child_runs(r["run_id"], r["experiment_id"]):
+        for t in query.child_runs(stage["run_id"], r["experiment_id"]):
             out[t["run_id"]] = t
             out[t["name"]] = t
     return out
 
 
 def search(r: dict[str, Any]) -> str:
-    from cnnexp import tracking
 
-    study = r["tags"].get("optuna.study", r["name"])
+    study = r["tags"].get(T.STUDY, r["name"])
     parts = [_head(r, f"Search {study}"), H.markdown(r["description"])]
-    text = tracking.artifact_text(r["run_id"], "search.json")
+    text = query.artifact_text(r["run_id"], "search.json")
     if text is None:
         parts.append(H.warning("No search.json: the search has not finished."))
         return "\n".join(parts)
@@ -87,7 +85,7 @@ def search(r: dict[str, Any]) -> str:
         for t in s.get("top", []):
             run = trials.get(t["name"], {})
             rows.append([t["name"], f"{t['value']:.4f}",
-                         run.get("tags", {}).get("diagnosis", "-")])
+                         run.get("tags", {}).get(T.DIAGNOSIS, "-")])
         parts.append(H.table(["top trials", sj["metric"], "diagnosis"], rows))
     parts.append(_best_trial(sj))
     parts.append(H.grid(_pngs(r["run_id"], "plots")))
@@ -96,7 +94,6 @@ def search(r: dict[str, Any]) -> str:
 
 def _best_trial(sj: dict[str, Any]) -> str:
     """The best trial's learning curves and their diagnosis."""
-    from cnnexp import tracking
     from cnnexp.diagnose.plots import curves_figure, png_bytes
     from cnnexp.diagnose.rules import diagnose
 
@@ -104,7 +101,7 @@ def _best_trial(sj: dict[str, Any]) -> str:
     run_id = best.get("mlflow_run_id")
     if not run_id:
         return ""
-    hist = [h for h in tracking.metric_history(run_id) if len(h) == 5]
+    hist = [h for h in query.metric_history(run_id) if len(h) == 5]
     if not hist:
         return ""
     d = diagnose(hist)
@@ -117,14 +114,14 @@ def _best_trial(sj: dict[str, Any]) -> str:
 
 
 def ablation(r: dict[str, Any]) -> str:
-    name = r["tags"].get("cnnexp.ablation", r["name"])
+    name = r["tags"].get(T.ABLATION, r["name"])
     parts = [_head(r, f"Ablation {name}"), H.markdown(r["description"]),
              H.grid(_pngs(r["run_id"], "ablation"))]
     return "\n".join(parts)
 
 
 def train(r: dict[str, Any]) -> str:
-    diag = r["tags"].get("diagnosis", "-")
+    diag = r["tags"].get(T.DIAGNOSIS, "-")
     parts = [_head(r, f"Training run {r['name']}: {diag}"), H.markdown(r["description"]),
              H.grid(_pngs(r["run_id"], "diagnosis") + _pngs(r["run_id"], "classification"))]
     return "\n".join(parts)

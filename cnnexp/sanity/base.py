@@ -74,7 +74,7 @@ class SanityContext:
         return validate(tree)
 
     def trainer(self, changes: dict[str, Any] | None = None, data: DataBundle | None = None):
-        from cnnexp.engine.loop import Trainer
+        from cnnexp.engine.trainer import Trainer
 
         model = self.model_factory() if self.model_factory else None
         return Trainer(self.variant(changes or {}), data or self.data, self.device, model)

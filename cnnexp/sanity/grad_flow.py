@@ -48,11 +48,8 @@ def _layer_stats(trainer) -> tuple[list[dict[str, Any]], list[dict[str, Any]], f
         model.train()
         xb, yb = next(iter(trainer.train_batches))
         x, target = trainer.aug.train_batch(xb, yb)
-        with trainer._autocast():
-            logits = model(trainer._prep(x))
-        loss = trainer.loss(logits, target)
-        trainer.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss, _ = trainer.forward_loss(x, target)
+        trainer.backward(loss)  # gradients only: no optimiser step
     finally:
         for h in hooks:
             h.remove()

@@ -4,27 +4,26 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
 
+from cnnexp.console import to_jsonable
 from cnnexp.sanity.base import FAIL, CheckResult
+from cnnexp.tracking import Recording
+from cnnexp.tracking import tags as T
 
 
-def _jsonable(value: Any) -> Any:
-    from cnnexp.console import _clean
-
-    return _clean(value)
-
-
-def log_check(run: Any, r: CheckResult) -> None:
-    """`run` is a cnnexp.tracking.Run; figures are drawn only here, when they are logged."""
+def log_check(run: Recording, r: CheckResult) -> None:
+    """The check's figures, verdict and data on its run; figures are drawn only here, and
+    only when the run is tracked."""
+    if not run.active:
+        return
     from cnnexp.sanity import plots
 
     run.log_metrics({k: v for k, v in {**r.metrics, "seconds": r.seconds}.items()
                      if isinstance(v, (int, float)) and math.isfinite(v)})
-    run.set_tags({"cnnexp.verdict": r.status})
+    run.set_tags({T.VERDICT: r.status})
     run.describe(f"**{r.name}: {r.status}**\n\n- measured: {r.measured}\n"
                  f"- expected: {r.expected}\n" + (f"- hint: {r.hint}\n" if r.hint else ""))
-    run.log_text(json.dumps(_jsonable(r.as_dict()), indent=2), "check.json")
+    run.log_text(json.dumps(to_jsonable(r.as_dict()), indent=2), "check.json")
     if r.name == "lr-range" and "result" in r.plot_data:
         res = r.plot_data["result"]
         rows = ["lr,loss,smoothed"] + [
@@ -38,4 +37,4 @@ def log_check(run: Any, r: CheckResult) -> None:
     finally:
         plots.close(figs)
     if r.status == FAIL:
-        run.end_status = "FAILED"
+        run.fail()

@@ -30,7 +30,7 @@ def sample_inputs(trainer, max_images: int = 512, split: str = "train"
     batch = min(trainer.recipe.train.eval_batch_size, max_images)
     xs, ys, seen = [], [], 0
     for xb, yb in Batches(trainer.data, split, batch, trainer.device, False):
-        xs.append(trainer._prep(trainer.aug.normalize(xb)))
+        xs.append(trainer.inputs(xb))
         ys.append(yb)
         seen += len(yb)
         if seen >= max_images:
@@ -42,7 +42,7 @@ def sample_inputs(trainer, max_images: int = 512, split: str = "train"
 def eval_logits(trainer, xs: list[torch.Tensor]) -> torch.Tensor:
     """Eval-mode logits after estimating BatchNorm statistics on the same images."""
     model = trainer.model
-    with trainer._autocast():
+    with trainer.autocast():
         calibrate_batchnorm(model, xs)
         model.eval()
         return torch.cat([model(x).float() for x in xs])

@@ -45,15 +45,12 @@ def step_progress(enabled: bool, total: int, label: str) -> Iterator[Any]:
     if not enabled:
         yield None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from cnnexp.console import progress_bar
 
-    from cnnexp.console import err
-
-    progress = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("loss {task.fields[loss]}"), console=err, transient=True)
+    progress = progress_bar()
     with progress:
-        task = progress.add_task(label, total=total, loss="-")
-        yield lambda i, loss: progress.update(task, completed=i + 1, loss=f"{loss:.4g}")
+        task = progress.add_task(label, total=total, info="loss -")
+        yield lambda i, loss: progress.update(task, completed=i + 1, info=f"loss {loss:.4g}")
 
 
 @contextmanager
@@ -62,12 +59,9 @@ def check_progress(enabled: bool, total: int) -> Iterator[Any]:
     if not enabled:
         yield lambda name: None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from cnnexp.console import progress_bar
 
-    from cnnexp.console import err
-
-    progress = Progress(TextColumn("sanity {task.fields[check]:<10}"), BarColumn(),
-                        MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True)
+    progress = progress_bar(label="sanity {task.fields[check]:<10}", info=False)
     with progress:
         task = progress.add_task("sanity", total=total, check="")
         state = {"started": False}

@@ -7,19 +7,22 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from torch import nn
 
 from cnnexp.data import DataBundle, build_data
-from cnnexp.engine.device import resolve_device
 from cnnexp.errors import BadInput, unknown
 from cnnexp.sanity.base import FAIL, CheckResult, SanityContext
 from cnnexp.sanity.data_check import data_check
 from cnnexp.sanity.grad_flow import grad_flow
+from cnnexp.sanity.log import log_check
 from cnnexp.sanity.loss_checks import init_loss, reg_loss
 from cnnexp.sanity.lr_check import lr_range
 from cnnexp.sanity.overfit import overfit, tiny_subset
 from cnnexp.sanity.render import markdown
 from cnnexp.schema import Recipe
+from cnnexp.tracking import Kind, Recording, tracked
+from cnnexp.tracking import tags as T
 
 CHECKS: dict[str, Callable[[SanityContext], CheckResult]] = {
     "data": data_check, "init-loss": init_loss, "reg-loss": reg_loss, "grad-flow": grad_flow,
@@ -53,8 +56,8 @@ def run_check(name: str, ctx: SanityContext) -> CheckResult:
     return result
 
 
-def sanity(recipe: Recipe, *, checks: str | list[str] | None = None, tiny: int = 20,
-           device: str = "auto", experiment: str | None = None, track: bool = True,
+def sanity(recipe: Recipe, *, device: torch.device, checks: str | list[str] | None = None,
+           tiny: int = 20, experiment: str | None = None, track: bool = True,
            overfit_steps: int = 300, lr_range: dict[str, Any] | None = None,
            model_factory: Callable[[], nn.Module] | None = None,
            data: DataBundle | None = None,
@@ -65,81 +68,55 @@ def sanity(recipe: Recipe, *, checks: str | list[str] | None = None, tiny: int =
     names = checks if isinstance(checks, list) else parse_checks(checks)
     if overfit_steps < 1:
         raise BadInput(f"--overfit-steps must be at least 1 (got {overfit_steps})")
-    dev = resolve_device(device)
-    data = (data or build_data(recipe)).to(dev)
+    data = (data or build_data(recipe)).to(device)
     if "overfit" in names:
         tiny_subset(data, tiny)  # raises BadInput for a dataset smaller than --tiny
-    ctx = SanityContext(recipe, data, dev, model_factory, tiny, overfit_steps,
+    ctx = SanityContext(recipe, data, device, model_factory, tiny, overfit_steps,
                         dict(lr_range or {}))
-    if not track:
-        results = [_run(name, ctx, on_check) for name in names]
-        return _summary(recipe, results, None, None, dev, start)
-    from cnnexp import tracking
-    from cnnexp.sanity.log import log_check
-
-    with tracking.run(experiment or recipe.name, "sanity",
-                      tags={**tracking.recipe_tags(recipe), "cnnexp.kind": "sanity",
-                            "cnnexp.engine.device": str(dev)}) as parent:
-        tracking.log_recipe(parent, recipe)
-        parent.log_dataset(data)
+    with tracked(Kind.SANITY, "sanity", enabled=track, experiment=experiment, recipe=recipe,
+                 data=data, device=device) as parent:
         results = []
         for name in names:
-            with tracking.run("", name, parent=parent,
-                              tags={"cnnexp.kind": "sanity-check", "cnnexp.check": name}) as child:
-                result = _run(name, ctx, on_check)
+            with tracked(Kind.SANITY_CHECK, name, parent=parent, tags={T.CHECK: name}) as child:
+                on_check(name)
+                result = run_check(name, ctx)
                 log_check(child, result)
             results.append(result)
-        out = _summary(recipe, results, parent.run_id, parent.experiment_id, dev, start)
+        out = _summary(recipe, results, parent, device, start)
         failed = not out["passed"]
         parent.log_metrics({"passed": float(not failed), "seconds": out["seconds"],
                             "failed_checks": sum(r.status == FAIL for r in results)})
-        parent.set_tags({"cnnexp.status": "failed" if failed else "passed"})
+        parent.set_tags({T.STATUS: "failed" if failed else "passed"})
         parent.describe(markdown(f"sanity {recipe.name}", out["checks"]))
         if failed:
-            parent.end_status = "FAILED"
+            parent.fail()
         return out
 
 
-def _run(name: str, ctx: SanityContext, on_check: Callable[[str], None]) -> CheckResult:
-    on_check(name)
-    return run_check(name, ctx)
-
-
-def _summary(recipe: Recipe, results: list[CheckResult], run_id: str | None,
-             experiment_id: str | None, dev: Any, start: float) -> dict[str, Any]:
+def _summary(recipe: Recipe, results: list[CheckResult], rec: Recording, device: torch.device,
+             start: float) -> dict[str, Any]:
     return {"recipe": recipe.name, "passed": not any(r.status == FAIL for r in results),
-            "checks": [r.as_dict() for r in results], "run_id": run_id,
-            "experiment_id": experiment_id, "device": str(dev),
+            "checks": [r.as_dict() for r in results], "run_id": rec.run_id,
+            "experiment_id": rec.experiment_id, "device": str(device),
             "seconds": round(time.perf_counter() - start, 3)}
 
 
-def find_lr(recipe: Recipe, *, device: str = "auto", experiment: str | None = None,
+def find_lr(recipe: Recipe, *, device: torch.device, experiment: str | None = None,
             track: bool = True, lr_range: dict[str, Any] | None = None,
             model_factory: Callable[[], nn.Module] | None = None) -> dict[str, Any]:
     """`cnnexp lr-find`: the lr-range check alone, logged as one MLflow run `lr-find`.
     `lr_range` holds range_test's keyword arguments (start_lr, end_lr, num_steps, on_step)."""
     start = time.perf_counter()
-    dev = resolve_device(device)
-    data = build_data(recipe).to(dev)
-    ctx = SanityContext(recipe, data, dev, model_factory, lr_range=dict(lr_range or {}))
-    run_id = experiment_id = None
-    if track:
-        from cnnexp import tracking
-        from cnnexp.sanity.log import log_check
-
-        with tracking.run(experiment or recipe.name, "lr-find",
-                          tags={**tracking.recipe_tags(recipe), "cnnexp.kind": "lr-find",
-                                "cnnexp.engine.device": str(dev)}) as r:
-            tracking.log_recipe(r, recipe)
-            result = run_check("lr-range", ctx)
-            log_check(r, result)
-            run_id, experiment_id = r.run_id, r.experiment_id
-    else:
+    data = build_data(recipe).to(device)
+    ctx = SanityContext(recipe, data, device, model_factory, lr_range=dict(lr_range or {}))
+    with tracked(Kind.LR_FIND, "lr-find", enabled=track, experiment=experiment, recipe=recipe,
+                 device=device) as rec:
         result = run_check("lr-range", ctx)
+        log_check(rec, result)
     check = result.as_dict()
     keys = ("suggested_lr", "suggestions", "agree", "spread_decades", "override", "recipe_lr",
             "steps", "stop_reason")
     return {"recipe": recipe.name, "status": result.status,
-            **{k: check.get(k) for k in keys}, "check": check, "run_id": run_id,
-            "experiment_id": experiment_id, "device": str(dev),
+            **{k: check.get(k) for k in keys}, "check": check, "run_id": rec.run_id,
+            "experiment_id": rec.experiment_id, "device": str(device),
             "seconds": round(time.perf_counter() - start, 3)}

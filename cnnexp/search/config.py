@@ -14,8 +14,8 @@ from typing import Any, Literal, get_args
 import annotated_types as at
 from pydantic import Field, ValidationError
 
-from cnnexp.errors import BadInput, did_you_mean
-from cnnexp.recipe import available, compose, describe_error, set_path, valid_keys, validate
+from cnnexp.errors import BadInput, did_you_mean, validation_message
+from cnnexp.recipe import available, compose, set_path, valid_keys, validate
 from cnnexp.schema import GROUPS, Recipe, Strict
 from cnnexp.search.narrow import Bound, Choice, Param, Range, Space
 
@@ -223,7 +223,7 @@ def _check_values(tree: dict[str, Any], path: str, param: Param) -> None:
             Recipe.model_validate(t)
         except ValidationError as exc:
             raise BadInput(f"search.space.{path}: value {value!r} is not valid "
-                           f"({describe_error(exc)})") from None
+                           f"({validation_message(exc, Recipe)})") from None
 
 
 def parse_trials(text: str | None, names: list[str]) -> dict[str, int]:
@@ -255,7 +255,7 @@ def build_plan(ref: str | None, overrides: list[str], *, stages: str | None = No
     try:
         cfg = SearchCfg.model_validate(recipe.search)
     except ValidationError as exc:
-        raise BadInput(f"search: {describe_error(exc)}") from None
+        raise BadInput(validation_message(exc, SearchCfg, "search")) from None
     if cfg.metric not in METRICS:
         raise BadInput(f"search.metric: unknown metric '{cfg.metric}'{did_you_mean(cfg.metric, METRICS)}")
     for name, st in cfg.stages.items():

@@ -9,9 +9,10 @@ from typing import Any
 
 from optuna.storages import BaseStorage
 
+from cnnexp.search import attrs as A
 from cnnexp.search.config import Plan
 from cnnexp.search.stages import narrowing_text, stage_study
-from cnnexp.search.storage import READY, counts
+from cnnexp.search.storage import counts
 
 
 class Monitor:
@@ -24,17 +25,9 @@ class Monitor:
         self.tasks: dict[str, Any] = {}
         self.progress = None
         if bar:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-            )
+            from cnnexp.console import progress_bar
 
-            self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
-                                     MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                                     TimeElapsedColumn(), console=console, transient=True)
+            self.progress = progress_bar(console=console)
             self.progress.start()
         self._first = True
 
@@ -49,7 +42,7 @@ class Monitor:
             except KeyError:
                 break
             attrs = self.storage.get_study_user_attrs(study_id)
-            if not attrs.get(READY):
+            if not attrs.get(A.READY):
                 break
             trials = self.storage.get_all_trials(study_id, deepcopy=False)
             c = counts(trials)
@@ -67,11 +60,11 @@ class Monitor:
         self._first = False
 
     def _line(self, t: Any) -> None:
-        name = t.user_attrs.get("cnnexp.name", f"trial {t.number}")
+        name = t.user_attrs.get(A.NAME, f"trial {t.number}")
         state = t.state.name.lower()
         value = f"{self.plan.metric}={t.value:.4f}" if t.value is not None else ""
-        secs = t.user_attrs.get("cnnexp.seconds")
-        reason = t.user_attrs.get("cnnexp.reason", "")
+        secs = t.user_attrs.get(A.SECONDS)
+        reason = t.user_attrs.get(A.REASON, "")
         tail = f" ({reason})" if state != "complete" and reason else ""
         time_s = f" {secs:.1f}s" if isinstance(secs, (int, float)) else ""
         self.say(f"  {name}  [{'green' if state == 'complete' else 'yellow'}]{state}[/] "

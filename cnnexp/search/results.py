@@ -3,9 +3,6 @@ all trials, the best recipe as YAML, tables for the terminal and markdown for ML
 
 from __future__ import annotations
 
-import contextlib
-import os
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +11,8 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
+from cnnexp.files import replaced
+from cnnexp.search import attrs as A
 from cnnexp.search.config import Plan, StagePlan, trial_recipe
 from cnnexp.search.narrow import Space, edge_warnings, fmt
 from cnnexp.search.stages import ranked, stage_space, stage_study
@@ -87,19 +86,19 @@ def rows(results: list[StageResult]) -> list[dict[str, Any]]:
         gone = superseded(all_trials)
         # a trial failed by Optuna's heartbeat check carries no reason of its own (a finished
         # trial cannot be annotated); its retry says why it was re-queued
-        why = {t.system_attrs["retry_history"][-1]: t.user_attrs.get("cnnexp.retry_reason", "")
+        why = {t.system_attrs["retry_history"][-1]: t.user_attrs.get(A.RETRY_REASON, "")
                for t in all_trials if t.system_attrs.get("retry_history")}
         for t in all_trials:
             out.append({"stage": r.plan.name, "trial": t.number,
-                        "name": t.user_attrs.get("cnnexp.name", ""),
+                        "name": t.user_attrs.get(A.NAME, ""),
                         "state": t.state.name.lower(), "value": t.value,
                         "counted": t.number not in gone, "epochs": r.plan.epochs,
                         **{f"params.{p}": t.params.get(p) for p in r.space},
-                        "reason": t.user_attrs.get("cnnexp.reason") or why.get(t.number, ""),
-                        "diagnosis": t.user_attrs.get("cnnexp.diagnosis", ""),
-                        "seconds": t.user_attrs.get("cnnexp.seconds"),
+                        "reason": t.user_attrs.get(A.REASON) or why.get(t.number, ""),
+                        "diagnosis": t.user_attrs.get(A.DIAGNOSIS, ""),
+                        "seconds": t.user_attrs.get(A.SECONDS),
                         "retry_of": t.system_attrs.get("failed_trial"),
-                        "mlflow_run_id": t.user_attrs.get("cnnexp.mlflow_run_id", "")})
+                        "mlflow_run_id": t.user_attrs.get(A.RUN_ID, "")})
     return out
 
 
@@ -115,18 +114,6 @@ def write_best_recipe(plan: Plan, stage: StageResult, trial: FrozenTrial, path: 
     return path
 
 
-@contextlib.contextmanager
-def replaced(path: Path) -> Iterator[Path]:
-    """Write to a temporary file next to `path`, then rename it into place: several workers
-    finishing the same study in one folder never leave a half-written or interleaved file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def top_markdown(r: StageResult, metric: str, k: int = 10) -> str:
     params = list(r.space)
     head = f"| trial | {metric} | " + " | ".join(params) + " | diagnosis |"
@@ -134,7 +121,7 @@ def top_markdown(r: StageResult, metric: str, k: int = 10) -> str:
     for t in r.top[:k]:
         lines.append(f"| {r.plan.name}-{t.number:02d} | {t.value:.4f} | " +
                      " | ".join(fmt(t.params.get(p, "")) for p in params) +
-                     f" | {t.user_attrs.get('cnnexp.diagnosis', '-')} |")
+                     f" | {t.user_attrs.get(A.DIAGNOSIS, '-')} |")
     return "\n".join(lines)
 
 
@@ -166,39 +153,3 @@ def parent_markdown(plan: Plan, results: list[StageResult], best: tuple | None,
     if warns:
         lines += ["", "**Edge warnings** (the best value sits at the edge of its range):", *warns]
     return "\n".join(lines)
-
-
-def render(result: dict[str, Any], console: Any, k: int = 5) -> None:
-    """Rich tables: the top trials per stage, then the best trial and the files written."""
-    from rich.table import Table
-
-    for s in result["stages"]:
-        console.print(f"[bold]{s['name']}[/]: {s['complete']} complete, {s['pruned']} pruned, "
-                      f"{s['failed']} failed ({s['epochs']} epochs); top {k}:", highlight=False)
-        table = Table()
-        params = list(s["ranges"])
-        for col in ["trial", result["metric"], *map(short, params), "diagnosis"]:
-            table.add_column(col, overflow="fold")
-        for row in s["top"][:k]:
-            table.add_row(row["name"].split(" ")[0], f"{row['value']:.4f}",
-                          *(fmt(row["params"].get(p, "")) for p in params),
-                          row.get("diagnosis") or "-")
-        console.print(table)
-        for w in s["edge_warnings"]:
-            console.print(f"[yellow]warning:[/] {s['name']}: {w}", highlight=False,
-                          soft_wrap=True)
-    best = result["best"]
-    if best:
-        console.print(f"best: {best['stage']}-{best['trial']:02d} {result['metric']}="
-                      f"{best['value']:.4f}  ->  {result['best_recipe_path']}", highlight=False,
-                      soft_wrap=True)
-    console.print(f"trials: {result['csv_path']}   study: {result['study']}   "
-                  f"({result['seconds']:.0f} s)", highlight=False, soft_wrap=True)
-
-
-def short(path: str) -> str:
-    """Column header for a parameter: `opt.weight_decay` -> `wd` (the run-name abbreviation)."""
-    from cnnexp.search.trial import SHORT
-
-    leaf = path.rpartition(".")[2]
-    return SHORT.get(leaf, leaf)

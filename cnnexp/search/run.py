@@ -17,7 +17,9 @@ from typing import Any
 from cnnexp import tracking
 from cnnexp.engine import Callback
 from cnnexp.errors import BadInput, CheckFailed
+from cnnexp.files import replaced
 from cnnexp.redact import redact_url
+from cnnexp.search import attrs as A
 from cnnexp.search.config import Plan, build_plan
 from cnnexp.search.monitor import Monitor
 from cnnexp.search.results import (
@@ -25,14 +27,14 @@ from cnnexp.search.results import (
     best_of,
     collect,
     parent_markdown,
-    replaced,
     rows,
     stage_markdown,
     write_best_recipe,
 )
-from cnnexp.search.stages import RUN_ID, ensure_root, narrowing_text
+from cnnexp.search.stages import ensure_root, narrowing_text
 from cnnexp.search.storage import DEFAULT_STORAGE, counts, open_storage, require_study
 from cnnexp.search.worker import Worker, WorkerArgs, worker_main
+from cnnexp.tracking import tags as T
 
 
 @dataclass
@@ -173,9 +175,7 @@ def _mark_interrupted(storage: Any, plan: Plan, parent: tracking.Run | None) -> 
     for sp in plan.stages:
         with contextlib.suppress(KeyError):
             study = optuna.load_study(study_name=f"{plan.study}/{sp.name}", storage=storage)
-            r = tracking.attach(study.user_attrs.get(RUN_ID))
-            if r is not None and tracking.run_status(r) == "RUNNING":
-                tracking.end_run(r, "KILLED")
+            tracking.end_if_running(study.user_attrs.get(A.RUN_ID), "KILLED")
     parent.describe(f"Search `{plan.study}` interrupted; continue with "
                     f"`cnnexp search ... --study {plan.study} --resume`")
     tracking.end_run(parent, "KILLED")
@@ -210,17 +210,17 @@ def _json(plan: Plan, results: list[StageResult], best: tuple | None, best_path:
     stages = []
     for r in results:
         s = r.summary()
-        s["top"] = [{"trial": t.number, "name": t.user_attrs.get("cnnexp.name", ""),
+        s["top"] = [{"trial": t.number, "name": t.user_attrs.get(A.NAME, ""),
                      "value": t.value, "params": dict(t.params),
-                     "diagnosis": t.user_attrs.get("cnnexp.diagnosis")} for t in r.top[:5]]
+                     "diagnosis": t.user_attrs.get(A.DIAGNOSIS)} for t in r.top[:5]]
         stages.append(s)
     best_obj = None
     if best:
         r, t = best
         best_obj = {"stage": r.plan.name, "trial": t.number, "value": t.value,
                     "params": dict(t.params), "epochs": r.plan.epochs,
-                    "mlflow_run_id": t.user_attrs.get("cnnexp.mlflow_run_id"),
-                    "diagnosis": t.user_attrs.get("cnnexp.diagnosis")}
+                    "mlflow_run_id": t.user_attrs.get(A.RUN_ID),
+                    "diagnosis": t.user_attrs.get(A.DIAGNOSIS)}
     return {"study": plan.study, "storage": redact_url(plan.storage), "metric": plan.metric,
             "direction": plan.direction, "stages": stages, "best": best_obj,
             "best_recipe_path": str(best_path) if best_path else None,
@@ -233,7 +233,7 @@ def _log_to_mlflow(plan: Plan, results: list[StageResult], best: tuple | None,
     from cnnexp.search.plots import figures
 
     for r in results:
-        stage_run = tracking.attach(r.study.user_attrs.get(RUN_ID), parent.client)
+        stage_run = tracking.attach(r.study.user_attrs.get(A.RUN_ID), parent.client)
         if stage_run is None:
             continue
         s = r.summary()
@@ -258,6 +258,6 @@ def _log_to_mlflow(plan: Plan, results: list[StageResult], best: tuple | None,
         path.write_text(json.dumps(result, indent=1, default=str))
         parent.log_artifact(str(path))
     parent.describe(parent_markdown(plan, results, best, seconds))
-    parent.set_tags({"cnnexp.edge_warnings": sum(len(s["edge_warnings"])
+    parent.set_tags({T.EDGE_WARNINGS: sum(len(s["edge_warnings"])
                                                  for s in result["stages"])})
     tracking.end_run(parent, "FINISHED")

@@ -15,11 +15,14 @@ from optuna.trial import FrozenTrial, TrialState
 from cnnexp import tracking
 from cnnexp.errors import BadInput
 from cnnexp.redact import redact_url
+from cnnexp.search import attrs as A
 from cnnexp.search.config import Plan, StagePlan
 from cnnexp.search.narrow import Narrowed, Space, from_dict, next_space
 from cnnexp.search.storage import Stage, add_tickets, counts, ensure_study, superseded
+from cnnexp.tracking import Kind
+from cnnexp.tracking import tags as T
 
-RUN_ID = "cnnexp.mlflow_run_id"
+RUN_ID = A.RUN_ID
 Say = Callable[[str], None]
 
 
@@ -33,14 +36,14 @@ def ensure_root(storage: BaseStorage, plan: Plan, recipe_yaml: str,
     the recipe and space are the ones the study was created with, and reopens the parent run."""
 
     def setup(study: optuna.Study) -> None:
-        study.set_user_attr("cnnexp.fingerprint", plan.fingerprint)
-        study.set_user_attr("cnnexp.recipe", recipe_yaml)
-        study.set_user_attr("cnnexp.metric", plan.metric)
+        study.set_user_attr(A.FINGERPRINT, plan.fingerprint)
+        study.set_user_attr(A.RECIPE, recipe_yaml)
+        study.set_user_attr(A.METRIC, plan.metric)
         if track:
             study.set_user_attr(RUN_ID, _parent_run(plan).run_id)
 
     study, _ = ensure_study(storage, plan.study, plan.direction, setup)
-    found = study.user_attrs.get("cnnexp.fingerprint")
+    found = study.user_attrs.get(A.FINGERPRINT)
     if found is None:
         raise BadInput(f"study '{plan.study}' exists but was not created by cnnexp search "
                        "(pick another --study)")
@@ -60,8 +63,8 @@ def ensure_root(storage: BaseStorage, plan: Plan, recipe_yaml: str,
 
 def _parent_run(plan: Plan) -> tracking.Run:
     r = tracking.start_run(plan.study, plan.study, tags={
-        "cnnexp.kind": "search", "cnnexp.recipe": plan.recipe_name, "optuna.study": plan.study,
-        "optuna.storage": redact_url(plan.storage)}, description=f"Search `{plan.study}` (running)")
+        T.KIND: Kind.SEARCH.value, T.RECIPE: plan.recipe_name, T.STUDY: plan.study,
+        T.STORAGE: redact_url(plan.storage)}, description=f"Search `{plan.study}` (running)")
     r.log_params({"search.metric": plan.metric, "search.direction": plan.direction,
                   "search.stages": ",".join(s.name for s in plan.stages),
                   **{f"search.space.{p}": v.show() for p, v in plan.space.items()}})
@@ -77,7 +80,7 @@ def ranked(trials: list[FrozenTrial], direction: str) -> list[FrozenTrial]:
 
 
 def stage_space(study: optuna.Study) -> Space:
-    return {p: from_dict(d) for p, d in study.user_attrs["cnnexp.ranges"].items()}
+    return {p: from_dict(d) for p, d in study.user_attrs[A.RANGES].items()}
 
 
 def narrow_from(storage: BaseStorage, plan: Plan, prev: StagePlan, stage: StagePlan) -> Narrowed:
@@ -98,17 +101,17 @@ def ensure_stage(storage: BaseStorage, plan: Plan, stage: StagePlan, parent: tra
         narrowed = narrow_from(storage, plan, prev, stage) if prev else None
         space = narrowed.space if narrowed else plan.space
         attrs: dict[str, Any] = {
-            "cnnexp.stage": asdict(stage), "cnnexp.after": prev.name if prev else None,
-            "cnnexp.fingerprint": plan.fingerprint,
-            "cnnexp.ranges": {p: v.to_dict() for p, v in space.items()},
-            "cnnexp.narrowing": {p: list(c) for p, c in narrowed.changes.items()} if narrowed else {},
-            "cnnexp.after_warnings": narrowed.warnings if narrowed else []}
+            A.STAGE: asdict(stage), A.AFTER: prev.name if prev else None,
+            A.FINGERPRINT: plan.fingerprint,
+            A.RANGES: {p: v.to_dict() for p, v in space.items()},
+            A.NARROWING: {p: list(c) for p, c in narrowed.changes.items()} if narrowed else {},
+            A.AFTER_WARNINGS: narrowed.warnings if narrowed else []}
         for key, value in attrs.items():
             study.set_user_attr(key, value)
         if parent is not None:
             r = tracking.start_run(plan.study, stage.name, parent=parent, tags={
-                "cnnexp.kind": "stage", "cnnexp.stage": stage.name,
-                "optuna.study": study.study_name}, description=narrowing_text(study.user_attrs))
+                T.KIND: Kind.STAGE.value, T.STAGE: stage.name,
+                T.STUDY: study.study_name}, description=narrowing_text(study.user_attrs))
             r.log_params({"stage.trials": stage.trials, "stage.epochs": stage.epochs,
                           "stage.sampler": stage.sampler, "stage.pruner": stage.pruner,
                           "stage.top_k": stage.top_k, "stage.seed": stage.seed,
@@ -117,13 +120,13 @@ def ensure_stage(storage: BaseStorage, plan: Plan, stage: StagePlan, parent: tra
         add_tickets(study, stage.trials)
 
     study, created = ensure_study(storage, stage_study(plan, stage.name), plan.direction, setup)
-    if not created and study.user_attrs.get("cnnexp.stage", {}).get("trials") != stage.trials:
+    if not created and study.user_attrs.get(A.STAGE, {}).get("trials") != stage.trials:
         say(f"[yellow]note:[/] stage {stage.name} already exists with "
             f"{study.user_attrs['cnnexp.stage']['trials']} trials; keeping that count")
     run = tracking.attach(study.user_attrs.get(RUN_ID)) if parent is not None else None
     if parent is not None and run is None:  # another MLflow store than at creation
         run = tracking.start_run(plan.study, stage.name, parent=parent,
-                                 tags={"cnnexp.kind": "stage", "cnnexp.stage": stage.name})
+                                 tags={T.KIND: Kind.STAGE.value, T.STAGE: stage.name})
         study.set_user_attr(RUN_ID, run.run_id)
     store = Stage(storage, study)
     if run is not None and not counts(store.trials()).done and tracking.run_status(run) != "RUNNING":
@@ -134,16 +137,16 @@ def ensure_stage(storage: BaseStorage, plan: Plan, stage: StagePlan, parent: tra
 def narrowing_text(attrs: dict[str, Any], markdown: bool = True) -> str:
     """Old -> new ranges and the edge warnings that moved them (from a stage study's attrs),
     for the console and the MLflow stage run."""
-    st = attrs["cnnexp.stage"]
+    st = attrs[A.STAGE]
     bold = "**" if markdown else ""
     head = f"Stage {bold}{st['name']}{bold}: {st['trials']} trials x {st['epochs']} epochs, " \
            f"sampler {st['sampler']}, pruner {st['pruner']}"
-    prev = attrs.get("cnnexp.after")
+    prev = attrs.get(A.AFTER)
     if not prev:
         return head + " (ranges from the recipe)"
     lines = [head + f"; ranges narrowed around the top trials of {prev}:"]
     lines += [f"- `{p}`: {old} -> {new}" if markdown else f"  {p}: {old} -> {new}"
-              for p, (old, new) in attrs.get("cnnexp.narrowing", {}).items()]
+              for p, (old, new) in attrs.get(A.NARROWING, {}).items()]
     lines += [("- warning: " if markdown else "  warning: ") + w + " (next range extended past it)"
-              for w in attrs.get("cnnexp.after_warnings", [])]
+              for w in attrs.get(A.AFTER_WARNINGS, [])]
     return "\n".join(lines)

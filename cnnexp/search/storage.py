@@ -29,10 +29,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from cnnexp.errors import BadInput, CheckFailed, did_you_mean
 from cnnexp.redact import redact_url
+from cnnexp.search import attrs as A
 
 DEFAULT_STORAGE = "cnnexp-optuna.journal"
-READY = "cnnexp.ready"
-WORKER = "cnnexp.worker"
 MAX_RETRY = 3  # re-queues of a trial whose worker died (an interrupt is always re-queued)
 HOST = socket.gethostname()
 CONNECT_TIMEOUT = 10  # seconds: an unreachable database server is an error, not a hang
@@ -153,13 +152,13 @@ def ensure_study(storage: BaseStorage, name: str, direction: str,
     study = optuna.load_study(study_name=name, storage=storage)
     if created:
         with deferred_interrupts():
-            study.set_user_attr("cnnexp.setup_by", worker_identity())
+            study.set_user_attr(A.SETUP_BY, worker_identity())
             setup(study)
-            study.set_user_attr(READY, True)
+            study.set_user_attr(A.READY, True)
         return study, True
     deadline = time.monotonic() + timeout
-    while not study.user_attrs.get(READY):
-        creator = study.user_attrs.get("cnnexp.setup_by")
+    while not study.user_attrs.get(A.READY):
+        creator = study.user_attrs.get(A.SETUP_BY)
         if (creator and not worker_alive(creator)) or time.monotonic() > deadline:
             raise CheckFailed(f"study '{name}' was left half-created (its creator stopped during "
                               f"set-up); delete it (`optuna delete-study --study-name '{name}' "
@@ -245,7 +244,7 @@ def superseded(trials: list[FrozenTrial]) -> set[int]:
 def counts(trials: list[FrozenTrial]) -> Counts:
     """Exact per-stage counts: a failed trial that was re-queued counts once, as its retry."""
     gone = superseded(trials)
-    c = Counts(requested=sum(1 for t in trials if "cnnexp.ticket" in t.user_attrs
+    c = Counts(requested=sum(1 for t in trials if A.TICKET in t.user_attrs
                              and not t.system_attrs.get("retry_history")))
     for t in trials:
         if t.number in gone:
@@ -280,7 +279,7 @@ class Stage:
             trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, t.number)
             try:
                 if self.storage.set_trial_state_values(trial_id, TrialState.RUNNING):
-                    self.storage.set_trial_user_attr(trial_id, WORKER, worker_identity())
+                    self.storage.set_trial_user_attr(trial_id, A.WORKER, worker_identity())
                     beat = getattr(self.storage, "record_heartbeat", None)
                     if beat is not None and self.storage.get_heartbeat_interval():
                         beat(trial_id)  # a trial without any beat is never judged stale
@@ -292,16 +291,16 @@ class Stage:
     def requeue(self, t: FrozenTrial, reason: str) -> None:
         """A WAITING copy of `t` (same params) that the next free worker picks up."""
         history = [*t.system_attrs.get("retry_history", []), t.number]
-        user = {k: v for k, v in t.user_attrs.items() if k == "cnnexp.ticket"}
+        user = {k: v for k, v in t.user_attrs.items() if k == A.TICKET}
         self.study.add_trial(optuna.trial.create_trial(
             state=TrialState.WAITING, params=t.params, distributions=t.distributions,
-            user_attrs={**user, "cnnexp.retry_reason": reason},
+            user_attrs={**user, A.RETRY_REASON: reason},
             system_attrs={**t.system_attrs, "failed_trial": history[0], "retry_history": history}))
 
     def fail(self, t: FrozenTrial, reason: str, retry: bool) -> bool:
         trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, t.number)
         try:  # attrs first: a finished trial can no longer be updated
-            self.storage.set_trial_user_attr(trial_id, "cnnexp.reason", reason)
+            self.storage.set_trial_user_attr(trial_id, A.REASON, reason)
             if not self.storage.set_trial_state_values(trial_id, TrialState.FAIL):
                 return False
         except optuna.exceptions.UpdateFinishedTrialError:
@@ -321,7 +320,7 @@ class Stage:
             optuna.storages.fail_stale_trials(self.study)
         reaped = list(stale.found) if isinstance(stale, StaleTrials) else []
         for t in self.trials(TrialState.RUNNING):
-            w = t.user_attrs.get(WORKER)
+            w = t.user_attrs.get(A.WORKER)
             orphan = w is None and t.datetime_start is not None and \
                 (datetime.now() - t.datetime_start).total_seconds() > 120
             if (orphan or (w is not None and not worker_alive(w))) and self.fail(
@@ -332,7 +331,7 @@ class Stage:
 
 def add_tickets(study: optuna.Study, n: int) -> None:
     for i in range(n):
-        study.enqueue_trial({}, user_attrs={"cnnexp.ticket": i})
+        study.enqueue_trial({}, user_attrs={A.TICKET: i})
 
 
 @contextlib.contextmanager

@@ -13,11 +13,14 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import TrialState
 
-from cnnexp import tracking
+from cnnexp.diagnose.rules import diagnose_fit
 from cnnexp.engine import Callback, FitState, fit
+from cnnexp.search import attrs as A
 from cnnexp.search.config import Plan, StagePlan, trial_recipe
 from cnnexp.search.narrow import Choice, Space, fmt
 from cnnexp.search.storage import Stage, deferred_interrupts, heartbeat
+from cnnexp.tracking import Kind, Recording, Run, tracked
+from cnnexp.tracking import tags as T
 
 if TYPE_CHECKING:
     from cnnexp.data import DataBundle
@@ -104,7 +107,7 @@ class TrialContext:
     stage: StagePlan
     store: Stage
     space: Space
-    stage_run: tracking.Run | None
+    stage_run: Run | None
     device: Any
     data: Any  # Callable[[Recipe], DataBundle]
     worker: int = 0
@@ -125,36 +128,33 @@ def run_trial(ctx: TrialContext, trial_id: int) -> str:
     params = suggest(trial, ctx.space)
     name = trial_name(ctx.stage.name, number, params)
     recipe = trial_recipe(ctx.plan, params, ctx.stage.epochs)
-    tags = {**tracking.recipe_tags(recipe), "cnnexp.kind": "trial", "cnnexp.stage": ctx.stage.name,
-            "cnnexp.trial": number, "optuna.study": study.study_name,
-            "cnnexp.engine.device": str(ctx.device)}
+    tags = {T.STAGE: ctx.stage.name, T.TRIAL: number, T.STUDY: study.study_name}
     retry = frozen.system_attrs.get("failed_trial")
     if retry is not None:
-        tags["cnnexp.retry_of"] = retry
+        tags[T.RETRY_OF] = retry
     start = time.perf_counter()
-    trial.set_user_attr("cnnexp.name", name)
-    with heartbeat(storage, trial_id), _mlflow_run(ctx, name, tags) as r:
-        if r is not None:
-            trial.set_user_attr("cnnexp.mlflow_run_id", r.run_id)
-            tracking.log_recipe(r, recipe)
-            r.log_params({"search.stage": ctx.stage.name, "search.trial": number})
+    trial.set_user_attr(A.NAME, name)
+    with heartbeat(storage, trial_id), tracked(
+            Kind.TRIAL, name, enabled=ctx.stage_run is not None, parent=ctx.stage_run,
+            recipe=recipe, device=ctx.device, tags=tags) as rec:
+        if rec.active:
+            trial.set_user_attr(A.RUN_ID, rec.run_id)
+        rec.log_params({"search.stage": ctx.stage.name, "search.trial": number})
         try:
-            state, value, reason = _train(ctx, trial, recipe, r)
+            state, value, reason = _train(ctx, trial, recipe, rec)
         except KeyboardInterrupt:
             with deferred_interrupts():  # a second Ctrl-C must not cut the bookkeeping short
                 ctx.store.fail(storage.get_trial(trial_id), "interrupted", retry=True)
-                if r is not None:
-                    r.set_tags({"cnnexp.state": "interrupted", "cnnexp.reason": "interrupted"})
+                rec.set_tags({T.STATE: "interrupted", T.REASON: "interrupted"})
             raise
         seconds = time.perf_counter() - start
-        trial.set_user_attr("cnnexp.reason", reason)
-        trial.set_user_attr("cnnexp.seconds", round(seconds, 3))
-        if r is not None:
-            r.set_tags({"cnnexp.state": state.name.lower(), "cnnexp.reason": reason})
-            if value is not None:
-                r.log_metrics({"objective": value, "trial_seconds": seconds})
-            if state == TrialState.FAIL or reason.startswith("diverged"):
-                r.end_status = "FAILED"
+        trial.set_user_attr(A.REASON, reason)
+        trial.set_user_attr(A.SECONDS, round(seconds, 3))
+        rec.set_tags({T.STATE: state.name.lower(), T.REASON: reason})
+        if value is not None:
+            rec.log_metrics({"objective": value, "trial_seconds": seconds})
+        if state == TrialState.FAIL or reason.startswith("diverged"):
+            rec.fail()
         if state == TrialState.COMPLETE:
             study.tell(trial, value)
         else:
@@ -162,44 +162,23 @@ def run_trial(ctx: TrialContext, trial_id: int) -> str:
     return state.name.lower()
 
 
-def _tag_diagnosis(trial: optuna.Trial, result: Any, r: tracking.Run | None) -> None:
-    """The learning-curve verdict, for the trial tables and the MLflow run's tag."""
-    from cnnexp.diagnose.log import DIAGNOSIS_TAG, diagnose_fit
-
-    verdict = diagnose_fit(result).diagnosis
-    trial.set_user_attr("cnnexp.diagnosis", verdict)
-    if r is not None:
-        r.set_tags({DIAGNOSIS_TAG: verdict})
-
-
-def _mlflow_run(ctx: TrialContext, name: str, tags: dict[str, Any]) -> Any:
-    from contextlib import nullcontext
-
-    if ctx.stage_run is None:
-        return nullcontext(None)
-    return tracking.run(ctx.plan.study, name, parent=ctx.stage_run, tags=tags)
-
-
 def _train(ctx: TrialContext, trial: optuna.Trial, recipe: Recipe,
-           r: tracking.Run | None) -> tuple[TrialState, float | None, str]:
+           rec: Recording) -> tuple[TrialState, float | None, str]:
     plan = ctx.plan
-    callbacks = [*([tracking.EpochLogger(r)] if r is not None else []),
-                 Reporter(trial, plan.metric), *ctx.callbacks]
+    callbacks = [*rec.callbacks(), Reporter(trial, plan.metric), *ctx.callbacks]
     try:
         data: DataBundle = ctx.data(recipe)
         result = fit(recipe, data=data, device=ctx.device, callbacks=callbacks)
     except optuna.TrialPruned as exc:
         return TrialState.PRUNED, None, str(exc) or "pruned"
     except Exception as exc:  # one broken trial (e.g. out of memory) must not end the search
-        if r is not None:
-            r.log_text(traceback.format_exc(), "traceback.txt")
+        rec.log_text(traceback.format_exc(), "traceback.txt")
         return TrialState.FAIL, None, f"{type(exc).__name__}: {exc}"[:500]
-    _tag_diagnosis(trial, result, r)
+    # the learning-curve verdict for the trial tables (the MLflow tag is the outcome logger's)
+    trial.set_user_attr(A.DIAGNOSIS, diagnose_fit(result).diagnosis)
     if result.status == "diverged":
         return TrialState.PRUNED, None, f"diverged ({result.reason})"
     value = objective(result.history, plan.metric, plan.direction, plan.summary)
     if value is None:
         return TrialState.FAIL, None, f"no finite {plan.metric}"
-    if r is not None:
-        r.log_metrics({"best_val_acc": result.best_val_acc})
     return TrialState.COMPLETE, value, result.reason or result.status

@@ -15,10 +15,12 @@ from optuna.trial import TrialState
 
 from cnnexp import tracking
 from cnnexp.engine import Callback
+from cnnexp.search import attrs as A
 from cnnexp.search.config import Plan
-from cnnexp.search.stages import RUN_ID, ensure_stage, stage_space
+from cnnexp.search.stages import ensure_stage, stage_space
 from cnnexp.search.storage import Stage, counts, deferred_interrupts, open_storage
 from cnnexp.search.trial import TrialContext, run_trial
+from cnnexp.tracking import tags as T
 
 
 @dataclass
@@ -62,7 +64,7 @@ class Worker:
         import optuna
 
         root = optuna.load_study(study_name=self.plan.study, storage=self.storage)
-        return tracking.attach(root.user_attrs.get(RUN_ID))
+        return tracking.attach(root.user_attrs.get(A.RUN_ID))
 
     def run(self) -> None:
         parent = self.parent()
@@ -80,8 +82,8 @@ class Worker:
         store = ctx.store
         while True:
             for t in store.reap():  # whoever reaps a dead worker's trial closes its run
-                _end_mlflow(t.user_attrs.get(RUN_ID), "FAILED", {
-                    "cnnexp.state": "failed", "cnnexp.reason": "worker died"})
+                tracking.end_if_running(t.user_attrs.get(A.RUN_ID), "FAILED", {
+                    T.STATE: "failed", T.REASON: "worker died"})
                 self.on_trial()
             trial_id = store.claim()
             if trial_id is None:
@@ -112,13 +114,6 @@ def _settle(store: Stage, trial_id: int, reason: str, retry: bool) -> None:
         if t.state == TrialState.RUNNING:
             store.fail(t, reason, retry)
 
-
-def _end_mlflow(run_id: str | None, status: str, tags: dict[str, str] | None = None) -> None:
-    r = tracking.attach(run_id)
-    if r is not None and tracking.run_status(r) == "RUNNING":
-        if tags:
-            r.set_tags(tags)
-        tracking.end_run(r, status)
 
 
 def _terminate(signum: int, frame: Any) -> None:

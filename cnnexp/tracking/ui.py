@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
 from cnnexp.console import err
-
-
-def store_uri() -> str:
-    """Same resolution as tracking.tracking_uri(), without importing mlflow."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+from cnnexp.tracking import query
+from cnnexp.tracking.store import tracking_uri
 
 
 def ui_command(host: str, port: int) -> list[str]:
-    uri = store_uri()
+    uri = tracking_uri()
     cmd = [sys.executable, "-m", "mlflow", "ui", "--host", host, "--port", str(port)]
     if not uri.startswith(("http://", "https://")):
         cmd += ["--backend-store-uri", uri]
@@ -23,7 +19,7 @@ def ui_command(host: str, port: int) -> list[str]:
 
 
 def serve(host: str, port: int) -> int:
-    uri = store_uri()
+    uri = tracking_uri()
     if uri.startswith(("http://", "https://")):
         err.print(f"MLflow tracking server at {uri}: open it in a browser.")
         return 0
@@ -43,9 +39,7 @@ def serve(host: str, port: int) -> int:
 def experiment_links(base: str, limit: int = 8) -> list[str]:
     """Direct links to each experiment's runs table: MLflow 3.17 opens experiments on a GenAI
     overview unless the link asks for its "Model training" view."""
-    from cnnexp import tracking
-
-    exps = [(i, n) for i, n in tracking.experiments() if n != "Default"]
-    lines = [f"  {name}: {tracking.runs_url(base, eid)}" for eid, name in exps[:limit]]
+    exps = [(i, n) for i, n in query.experiments() if n != "Default"]
+    lines = [f"  {name}: {query.runs_url(base, eid)}" for eid, name in exps[:limit]]
     return (["Runs tables:", *lines] if lines else []) + (
         [f"  ... and {len(exps) - limit} more"] if len(exps) > limit else [])

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from cnnexp.tracking.tags import KIND
+
 QUICK = ["train.epochs=2", "data.subset=256"]
 
 
@@ -37,7 +39,7 @@ def mlflow_client(workdir: Path, shared_store: Path) -> MlflowClient:
 def _runs(client: MlflowClient, spec: str, kind: str) -> list:
     exp = client.get_experiment_by_name(f"ablation-{spec}")
     runs = client.search_runs([exp.experiment_id], max_results=1000)
-    return [r for r in runs if r.data.tags.get("cnnexp.kind") == kind]
+    return [r for r in runs if r.data.tags.get(KIND) == kind]
 
 
 def test_leave_one_out_on_digits_tracks_nested_runs_and_artifacts(cli, mlflow_client, workdir: Path) -> None:
@@ -152,8 +154,7 @@ def test_retune_lr_gives_each_arm_its_own_lr(cli, mlflow_client, workdir: Path) 
 
 
 def test_ctrl_c_keeps_finished_runs_for_resume(cli, mlflow_client, workdir: Path) -> None:
-    from cnnexp.ablate.command import prepare
-    from cnnexp.ablate.run import Options, run_ablation
+    from cnnexp.ablate.run import Options, prepare, run_ablation
 
     name = "interrupt"
     spec_path = _spec(workdir, name)

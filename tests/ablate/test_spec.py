@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from cnnexp.ablate.command import prepare
 from cnnexp.ablate.plan import plan
+from cnnexp.ablate.run import prepare
 from cnnexp.ablate.spec import parse_spec, to_overrides
 from cnnexp.errors import BadInput
 from cnnexp.recipe import available, parse_override

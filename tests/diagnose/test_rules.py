@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from cnnexp.diagnose.rules import KINDS, Thresholds, diagnose, parse_thresholds
+from cnnexp.diagnose.rules import DIAGNOSES, Thresholds, diagnose, parse_thresholds
 from cnnexp.errors import BadInput
 
 
@@ -145,7 +145,7 @@ def test_every_kind_has_remedies_and_markdown():
     for kind, h in [("healthy", HEALTHY), ("overfitting", OVERFIT),
                     ("underfitting", UNDERFIT), ("not_converged", RISING)]:
         d = diagnose(h)
-        assert d.diagnosis == kind and kind in KINDS
+        assert d.diagnosis == kind and kind in DIAGNOSES
         assert d.remedies and f"**Diagnosis: {kind}**" in d.markdown()
         assert set(d.to_dict()) == {"diagnosis", "summary", "evidence", "remedies",
                                     "not_remedies"}

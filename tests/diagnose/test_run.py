@@ -7,7 +7,7 @@ import csv
 import io
 from pathlib import Path
 
-from cnnexp.diagnose.rules import KINDS
+from cnnexp.diagnose.rules import DIAGNOSES
 from tests.diagnose.test_rules import OVERFIT
 
 
@@ -15,7 +15,7 @@ def test_train_diagnosis_artifacts_and_report(cli, mlflow_client) -> None:
     res = cli("train", "data.subset=300", "train.epochs=3", "--json")
     assert res.exit_code == 0, res.stderr
     out = res.json()
-    assert out["diagnosis"] in KINDS and out["diagnosis_note"]
+    assert out["diagnosis"] in DIAGNOSES and out["diagnosis_note"]
     run = mlflow_client.get_run(out["run_id"])
     assert run.data.tags["diagnosis"] == out["diagnosis"]
     assert f"**Diagnosis: {out['diagnosis']}**" in run.data.tags["mlflow.note.content"]

@@ -12,8 +12,8 @@ import torch
 
 from cnnexp.data import build_data
 from cnnexp.engine import fit
-from cnnexp.engine.loop import Trainer
 from cnnexp.engine.lr_range import analyse, lr_find, lr_schedule, range_test, recommend, suggest
+from cnnexp.engine.trainer import Trainer
 from cnnexp.errors import BadInput
 from cnnexp.recipe import load_recipe
 from cnnexp.sanity.lr_check import judge

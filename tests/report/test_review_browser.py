@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from cnnexp.tracking.tags import KIND
+
 pytestmark = pytest.mark.slow
 
 EXP = "review-demo"
@@ -75,7 +77,7 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def _kind(runs, kind: str):
-    return [r for r in runs if r.data.tags.get("cnnexp.kind") == kind]
+    return [r for r in runs if r.data.tags.get(KIND) == kind]
 
 
 def test_review_in_mlflow_ui_with_headless_chromium(cli, workdir: Path, mlflow_client) -> None:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from cnnexp.tracking.tags import KIND
+
 ORDER = ["data", "init-loss", "reg-loss", "grad-flow", "overfit", "lr-range"]
 
 
@@ -36,7 +38,7 @@ def test_sanity_logs_parent_and_nested_runs_with_plots(cli, mlflow_client) -> No
     assert set(lr["suggestions"]) <= {"valley", "steepest", "min/10"}
     parent = mlflow_client.get_run(out["run_id"])
     assert parent.info.run_name == "sanity" and parent.info.status == "FINISHED"
-    assert parent.data.tags["cnnexp.kind"] == "sanity"
+    assert parent.data.tags[KIND] == "sanity"
     assert "| init-loss |" in parent.data.tags["mlflow.note.content"]
     kids = _children(mlflow_client, out["run_id"], out["experiment_id"])
     assert set(kids) == {"data", "init-loss", "lr-range"}
@@ -100,7 +102,7 @@ def test_lr_find_prints_one_json_object_and_logs_the_plot(cli, mlflow_client) ->
     assert out["status"] in ("pass", "warn") and out["suggested_lr"] > 0
     assert out["override"] == f"opt.lr={out['suggested_lr']:.2g}" and out["steps"] <= 30
     run = mlflow_client.get_run(out["run_id"])
-    assert run.info.run_name == "lr-find" and run.data.tags["cnnexp.kind"] == "lr-find"
+    assert run.info.run_name == "lr-find" and run.data.tags[KIND] == "lr-find"
     assert "lr_range.png" in {a.path for a in mlflow_client.list_artifacts(out["run_id"])}
 
 

@@ -14,6 +14,7 @@ from cnnexp.search import SearchOptions, run_search
 from cnnexp.search.config import build_plan
 from cnnexp.search.narrow import fmt, from_dict, next_space
 from cnnexp.search.storage import counts, open_storage
+from cnnexp.tracking.tags import KIND
 
 FAST = ["data.subset=200", "search.stages.coarse.epochs=1", "search.stages.fine.epochs=2"]
 
@@ -36,7 +37,7 @@ def runs_of(client, study: str) -> list:
 
 
 def kind(runs: list, k: str) -> list:
-    return [r for r in runs if r.data.tags.get("cnnexp.kind") == k]
+    return [r for r in runs if r.data.tags.get(KIND) == k]
 
 
 def test_two_stage_search_end_to_end(cli, workdir: Path, mlflow_client) -> None:
@@ -80,10 +81,10 @@ def test_two_stage_search_end_to_end(cli, workdir: Path, mlflow_client) -> None:
     done = next(r for r in trials if r.data.tags["cnnexp.state"] == "complete")
     assert len(mlflow_client.get_metric_history(done.info.run_id, "val_acc")) >= 1
     # every trial that finished fitting carries its learning-curve diagnosis, as do the tables
-    from cnnexp.diagnose.rules import KINDS
+    from cnnexp.diagnose.rules import DIAGNOSES
 
-    assert done.data.tags["diagnosis"] in KINDS
-    assert all(t["diagnosis"] in KINDS for t in coarse["top"])
+    assert done.data.tags["diagnosis"] in DIAGNOSES
+    assert all(t["diagnosis"] in DIAGNOSES for t in coarse["top"])
     assert "| diagnosis |" in next(r for r in stages if r.info.run_name == "coarse"
                                    ).data.tags["mlflow.note.content"]
     files = {a.path for a in mlflow_client.list_artifacts(parent.info.run_id)}
@@ -93,7 +94,7 @@ def test_two_stage_search_end_to_end(cli, workdir: Path, mlflow_client) -> None:
     import pandas as pd
 
     assert len(pd.read_csv(out["csv_path"])) == 6
-    assert set(pd.read_csv(out["csv_path"])["diagnosis"].dropna()) <= set(KINDS)
+    assert set(pd.read_csv(out["csv_path"])["diagnosis"].dropna()) <= set(DIAGNOSES)
     trained = cli("train", out["best_recipe_path"], "train.epochs=1", "--no-track", "--json")
     assert trained.exit_code == 0, trained.stderr
 
@@ -195,7 +196,7 @@ def test_diverging_trials_are_pruned_and_the_search_goes_on(cli, workdir: Path,
                                                                                   (1, 1, 0)]
     assert out["best"] is None and out["stages"][1]["ranges"] == out["stages"][0]["ranges"]
     runs = [r for r in runs_of(mlflow_client, out["study"])
-            if r.data.tags.get("cnnexp.kind") == "trial"]
+            if r.data.tags.get(KIND) == "trial"]
     assert len(runs) == 4
     for r in runs:
         assert r.data.tags["cnnexp.state"] == "pruned"

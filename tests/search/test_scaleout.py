@@ -21,7 +21,9 @@ import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
-from cnnexp.search.storage import WORKER, counts, open_storage, worker_identity
+from cnnexp.search.attrs import WORKER
+from cnnexp.search.storage import counts, open_storage, worker_identity
+from cnnexp.tracking.tags import KIND
 from tests.servers import PASSWORD, Servers, servers
 
 pytestmark = pytest.mark.slow
@@ -81,7 +83,7 @@ def check_mlflow(tracking: str, study: str, expected: dict[str, int]) -> list:
     exp = c.get_experiment_by_name(study)
     runs = c.search_runs([exp.experiment_id], max_results=1000)
     assert not [r.info.run_name for r in runs if r.info.status == "RUNNING"]
-    kind = {k: [r for r in runs if r.data.tags.get("cnnexp.kind") == k]
+    kind = {k: [r for r in runs if r.data.tags.get(KIND) == k]
             for k in ("search", "stage", "trial")}
     (parent,) = kind["search"]
     assert parent.info.status == "FINISHED"

@@ -14,8 +14,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from cnnexp.search.attrs import WORKER
 from cnnexp.search.config import build_plan
-from cnnexp.search.storage import WORKER, counts, open_storage
+from cnnexp.search.storage import counts, open_storage
+from cnnexp.tracking.tags import KIND
 
 pytestmark = pytest.mark.slow
 FAST = ["data.subset=300", "search.stages.coarse.epochs=1", "search.stages.fine.epochs=2"]
@@ -60,7 +62,7 @@ def test_two_workers_share_a_study_and_optuna_reads_it(cli, workdir: Path, mlflo
     assert os.getpid() not in pids  # the trials ran in the spawned workers
     exp = mlflow_client.get_experiment_by_name(out["study"])
     runs = [r for r in mlflow_client.search_runs([exp.experiment_id])
-            if r.data.tags.get("cnnexp.kind") == "trial"]
+            if r.data.tags.get(KIND) == "trial"]
     keys = [(r.data.tags["cnnexp.stage"], r.data.tags["cnnexp.trial"]) for r in runs]
     assert len(keys) == 8 and len(set(keys)) == 8 and all(r.info.status == "FINISHED" for r in runs)
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
+from cnnexp.search.attrs import WORKER
 from cnnexp.search.storage import (
-    WORKER,
     Stage,
     add_tickets,
     counts,

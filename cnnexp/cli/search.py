@@ -1,0 +1,79 @@
+"""`cnnexp search`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from cnnexp.cli.app import Args, Json, Quiet, app, guarded_command, split_args
+from cnnexp.console import emit_json, err, quiet_libraries, show_progress
+
+
+@app.command()
+@guarded_command
+def search(args: Args = None,
+           stages: Annotated[str | None, typer.Option(
+               help="Stages to run, in order, from the recipe's search.stages "
+                    "(default: all, e.g. coarse,fine).")] = None,
+           trials: Annotated[str | None, typer.Option(
+               help="Trials per stage: N for every stage, or coarse=8,fine=4.")] = None,
+           study: Annotated[str | None, typer.Option(
+               help="Study name (default: RECIPE-HASH, a hash of the recipe and space, so "
+                    "re-running the same command resumes).")] = None,
+           storage: Annotated[str | None, typer.Option(
+               help="Optuna storage: a journal file (default ./cnnexp-optuna.journal, safe for "
+                    "several processes) or a URL such as postgresql://user@host/db.")] = None,
+           workers: Annotated[int, typer.Option(help="Worker processes on this host.")] = 1,
+           devices: Annotated[str | None, typer.Option(
+               help="Devices given to workers round-robin, e.g. cuda:0,cuda:1 (default: auto).")]
+           = None,
+           resume: Annotated[bool, typer.Option(
+               help="Continue an existing study (error if there is none).")] = False,
+           heartbeat: Annotated[int, typer.Option(
+               help="Seconds between trial heartbeats (database storages): a trial whose worker "
+                    "died is retried after 3 missed beats.")] = 30,
+           out: Annotated[str | None, typer.Option(
+               help="Folder for trials.csv, best.yaml and plots (default: "
+                    "outputs/search/STUDY).")] = None,
+           track: Annotated[bool, typer.Option(help="Track in MLflow (--no-track: don't).")]
+           = True,
+           json: Json = False, quiet: Quiet = False) -> None:
+    """Coarse -> fine random search in log space (Optuna), tracked in MLflow.
+
+    The recipe's `search` section holds the space and the stages; each stage after the first
+    narrows the ranges around the previous stage's best trials, and a best value at the edge of
+    its range is flagged and the next range extended past it.
+
+    Examples:
+
+        cnnexp search                                  # digits: coarse then fine
+
+        cnnexp search --trials coarse=8,fine=4 --workers 2 --json
+
+        cnnexp search shapes --devices cuda:0,cuda:1 --workers 2 --storage postgresql://h/db
+
+        cnnexp search --resume                         # continue after Ctrl-C
+    """
+    from cnnexp.errors import CheckFailed
+    from cnnexp.search import render
+    from cnnexp.search.run import SearchOptions, run_search
+
+    ref, overrides = split_args(args)
+    opts = SearchOptions(stages=stages, trials=trials, study=study, storage=storage,
+                         workers=workers, devices=devices, resume=resume,
+                         heartbeat=heartbeat, out=out, track=track)
+    quiet_libraries()
+    result = run_search(ref, overrides, opts, console=err, lines=not json and not quiet,
+                        bar=show_progress(json, quiet))
+    if json or quiet:
+        render.warnings(result, err)
+    if json:
+        emit_json(result)
+    elif not quiet:
+        from rich.console import Console
+
+        render.render(result, Console())
+    if result["best"] is None:
+        raise CheckFailed(f"search {result['study']}: no trial completed "
+                          f"(reasons in {result['csv_path']})")

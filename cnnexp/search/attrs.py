@@ -1,0 +1,24 @@
+"""Every Optuna user-attribute name cnnexp writes on a study or trial (MLflow tag names live
+in cnnexp.tracking.tags). Readers such as `optuna trials` and optuna-dashboard show them."""
+
+# study (the root `<study>` and each stage `<study>/<stage>`)
+FINGERPRINT = "cnnexp.fingerprint"  # hash of recipe + space: resume only the same search
+RECIPE = "cnnexp.recipe"  # the composed recipe as YAML
+METRIC = "cnnexp.metric"
+RUN_ID = "cnnexp.mlflow_run_id"  # the study's / stage's / trial's MLflow run
+STAGE = "cnnexp.stage"  # the stage's plan (trials, epochs, sampler, ...)
+AFTER = "cnnexp.after"  # the stage it was narrowed from
+RANGES = "cnnexp.ranges"
+NARROWING = "cnnexp.narrowing"
+AFTER_WARNINGS = "cnnexp.after_warnings"
+SETUP_BY = "cnnexp.setup_by"  # the worker that created it (stale-lock diagnosis)
+READY = "cnnexp.ready"
+
+# trial
+TICKET = "cnnexp.ticket"  # one of the stage's exactly-N enqueued trials
+WORKER = "cnnexp.worker"
+NAME = "cnnexp.name"
+REASON = "cnnexp.reason"
+SECONDS = "cnnexp.seconds"
+DIAGNOSIS = "cnnexp.diagnosis"
+RETRY_REASON = "cnnexp.retry_reason"

@@ -1,0 +1,51 @@
+"""What `cnnexp search` prints: the top trials per stage, warnings, the best trial, files."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cnnexp.search.narrow import fmt
+
+
+def warnings(result: dict[str, Any], console: Any) -> None:
+    """Edge warnings reach the user even with --json or -q (stderr; also in the JSON)."""
+    for stage in result["stages"]:
+        for w in stage["edge_warnings"]:
+            console.print(f"[yellow]warning:[/] {stage['name']}: {w}", highlight=False,
+                          soft_wrap=True)
+
+
+def render(result: dict[str, Any], console: Any, k: int = 5) -> None:
+    """Rich tables: the top trials per stage, then the best trial and the files written."""
+    from rich.table import Table
+
+    for s in result["stages"]:
+        console.print(f"[bold]{s['name']}[/]: {s['complete']} complete, {s['pruned']} pruned, "
+                      f"{s['failed']} failed ({s['epochs']} epochs); top {k}:", highlight=False)
+        table = Table()
+        params = list(s["ranges"])
+        for col in ["trial", result["metric"], *map(short, params), "diagnosis"]:
+            table.add_column(col, overflow="fold")
+        for row in s["top"][:k]:
+            table.add_row(row["name"].split(" ")[0], f"{row['value']:.4f}",
+                          *(fmt(row["params"].get(p, "")) for p in params),
+                          row.get("diagnosis") or "-")
+        console.print(table)
+        for w in s["edge_warnings"]:
+            console.print(f"[yellow]warning:[/] {s['name']}: {w}", highlight=False,
+                          soft_wrap=True)
+    best = result["best"]
+    if best:
+        console.print(f"best: {best['stage']}-{best['trial']:02d} {result['metric']}="
+                      f"{best['value']:.4f}  ->  {result['best_recipe_path']}", highlight=False,
+                      soft_wrap=True)
+    console.print(f"trials: {result['csv_path']}   study: {result['study']}   "
+                  f"({result['seconds']:.0f} s)", highlight=False, soft_wrap=True)
+
+
+def short(path: str) -> str:
+    """Column header for a parameter: `opt.weight_decay` -> `wd` (the run-name abbreviation)."""
+    from cnnexp.search.trial import SHORT
+
+    leaf = path.rpartition(".")[2]
+    return SHORT.get(leaf, leaf)

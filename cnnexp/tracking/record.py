@@ -1,0 +1,179 @@
+"""One way to record a run: `tracked(kind, name, recipe=...)`.
+
+Every kind of run — training, sanity check, search trial, ablation seed — opens the same
+context: it tags the kind, the recipe's components and the device, logs the recipe (params and
+`recipe.yaml`) and the dataset, and hands back a `Recording` whose `callbacks()` log each
+epoch's metrics and, when `fit` ends, the outcome (summary metrics, status, reason, the
+learning-curve diagnosis; FAILED when training diverged). With tracking off the same calls do
+nothing, so callers never branch on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from cnnexp.engine.callbacks import Callback, FitState
+from cnnexp.tracking import store
+from cnnexp.tracking import tags as T
+from cnnexp.tracking.tags import Kind
+
+if TYPE_CHECKING:
+    from cnnexp.data.bundle import DataBundle
+    from cnnexp.engine.loop import FitResult
+    from cnnexp.schema import Recipe
+
+
+class Recording:
+    """A run being recorded, or nothing at all (`run` None) when tracking is off."""
+
+    def __init__(self, run: store.Run | None) -> None:
+        self.run = run
+
+    @property
+    def active(self) -> bool:
+        return self.run is not None
+
+    @property
+    def run_id(self) -> str | None:
+        return self.run.run_id if self.run else None
+
+    @property
+    def experiment_id(self) -> str | None:
+        return self.run.experiment_id if self.run else None
+
+    def callbacks(self) -> list[Callback]:
+        """Per-epoch metrics and the outcome of `fit`, for the engine's callback list."""
+        return [EpochLogger(self.run), OutcomeLogger(self.run)] if self.run else []
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        if self.run:
+            self.run.log_params(params)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        if self.run:
+            self.run.log_metrics(metrics, step)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        if self.run:
+            self.run.set_tags(tags)
+
+    def describe(self, markdown: str) -> None:
+        if self.run:
+            self.run.describe(markdown)
+
+    def log_text(self, text: str, path: str) -> None:
+        if self.run:
+            self.run.log_text(text, path)
+
+    def log_figure(self, figure: Any, path: str) -> None:
+        if self.run:
+            self.run.log_figure(figure, path)
+
+    def log_artifact(self, local_path: str, folder: str | None = None) -> None:
+        if self.run:
+            self.run.log_artifact(local_path, folder)
+
+    def fail(self) -> None:
+        """End FAILED rather than FINISHED: the run ended badly but cleanly."""
+        if self.run:
+            self.run.fail()
+
+
+class EpochLogger(Callback):
+    """Per-epoch metrics in one batched request per epoch (never one request per step)."""
+
+    def __init__(self, run: store.Run) -> None:
+        self.run = run
+
+    def on_epoch_end(self, state: FitState, metrics: dict[str, float]) -> None:
+        step = int(metrics["epoch"])
+        self.run.log_metrics({k: v for k, v in metrics.items() if k != "epoch"}, step=step)
+
+
+class OutcomeLogger(Callback):
+    """How `fit` ended: summary metrics, status/reason/diagnosis tags, FAILED if diverged."""
+
+    def __init__(self, run: store.Run) -> None:
+        self.run = run
+
+    def on_fit_end(self, state: FitState, result: FitResult) -> None:
+        from cnnexp.diagnose.rules import diagnose_fit
+
+        self.run.log_metrics({"best_val_acc": result.best_val_acc, "seconds": result.seconds,
+                              "images_per_sec": result.images_per_sec,
+                              "params": result.params})
+        self.run.set_tags({T.STATUS: result.status, T.REASON: result.reason,
+                           T.DIAGNOSIS: diagnose_fit(result).diagnosis})
+        if result.status == "diverged":
+            self.run.fail()
+
+
+def recipe_tags(recipe: Recipe) -> dict[str, str]:
+    return {T.component(group): name for group, name in recipe.defaults.items()} | {
+        T.RECIPE: recipe.name}
+
+
+def log_recipe(run: store.Run, recipe: Recipe) -> None:
+    from cnnexp.recipe import to_yaml
+
+    run.log_params(recipe.flat())
+    run.log_text(to_yaml(recipe), "recipe.yaml")
+
+
+def log_dataset(run: store.Run, data: DataBundle, context: str = "train") -> None:
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.entities import DatasetInput, InputTag
+
+    source = CodeDatasetSource(tags={"source": data.source})
+    ds = MetaDataset(source=source, name=data.name, digest=dataset_digest(data))
+    run.client.log_inputs(run.run_id, [DatasetInput(
+        ds._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])])
+
+
+def dataset_digest(data: DataBundle) -> str:
+    h = hashlib.sha256(data.source.encode())
+    if data.in_memory:
+        assert data.train_x is not None and data.train_y is not None
+        h.update(data.train_y.cpu().numpy().tobytes())
+        h.update(data.train_x[:512].cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+@contextmanager
+def tracked(kind: Kind, name: str, *, enabled: bool = True, experiment: str | None = None,
+            parent: Recording | store.Run | None = None, recipe: Recipe | None = None,
+            data: DataBundle | None = None, device: Any = None,
+            tags: Mapping[str, Any] | None = None,
+            description: str | None = None) -> Iterator[Recording]:
+    """Record one run of `kind` (see the module docstring); a child of `parent` when given,
+    else in `experiment` (default: the recipe's name). Ends FINISHED, FAILED on an exception
+    or `fail()`, KILLED on Ctrl-C."""
+    parent_run = parent.run if isinstance(parent, Recording) else parent
+    if not enabled or (isinstance(parent, Recording) and parent_run is None):
+        yield Recording(None)
+        return
+    all_tags: dict[str, Any] = {T.KIND: kind.value}
+    if recipe is not None:
+        all_tags |= recipe_tags(recipe)
+    if device is not None:
+        all_tags[T.DEVICE] = str(device)
+    all_tags |= dict(tags or {})
+    exp = experiment or (recipe.name if recipe is not None else "cnnexp")
+    with store.run(exp, name, parent=parent_run, tags=all_tags,
+                   description=description) as run:
+        if recipe is not None:
+            log_recipe(run, recipe)
+        if data is not None:
+            log_dataset(run, data)
+        yield Recording(run)
+
+
+@contextmanager
+def reopened(run_id: str) -> Iterator[Recording]:
+    """Continue recording into an existing run (`cnnexp train --resume`)."""
+    with store.reopen(run_id) as run:
+        yield Recording(run)
