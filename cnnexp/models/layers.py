@@ -48,6 +48,32 @@ def head(features: int, num_classes: int, dropout: float) -> nn.Sequential:
     )
 
 
+def single_value_batchnorm(model: nn.Module, channels: int, image_size: int) -> str | None:
+    """The first BatchNorm layer that sees one value per channel when the batch is a single
+    image (its feature map is 1x1), or None. Training such a layer on a batch of one fails
+    ("Expected more than 1 value per channel"). Found with one eval-mode forward pass, which
+    changes no running statistics."""
+    norms = {m: n for n, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
+    if not norms:
+        return None
+    found: list[str] = []
+
+    def spy(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        if args[0][0, 0].numel() == 1 and not found:
+            found.append(norms[module])
+
+    hooks = [m.register_forward_pre_hook(spy) for m in norms]
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, channels, image_size, image_size))
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    return found[0] if found else None
+
+
 def init_weights(model: nn.Module, cfg: ArchCfg) -> None:
     """Initialise conv/linear weights. The classifier layer is scaled down under kaiming and
     xavier so the initial loss is close to ln(C); `normal` with a large std is left as is, which
