@@ -9,8 +9,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cnnexp.ablate.spec import METRICS, RetuneCfg
+from cnnexp.ablate.spec import RetuneCfg
 from cnnexp.engine import Callback, FitResult, fit
+from cnnexp.metrics import higher_is_better
 from cnnexp.schema import Recipe
 
 
@@ -44,7 +45,7 @@ def retune_lr(recipe: Recipe, cfg: RetuneCfg, metric: str, *, data: object, devi
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    higher = METRICS[metric]
+    higher = higher_is_better(metric)
     lr0 = recipe.opt.lr
     low, high = lr0 / cfg.factor, lr0 * cfg.factor
     epochs = retune_epochs(recipe, cfg)

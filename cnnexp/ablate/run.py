@@ -18,7 +18,7 @@ import torch
 from cnnexp.ablate.plan import Arm, plan, recipe_hash
 from cnnexp.ablate.progress import AblationProgress
 from cnnexp.ablate.retune import RetuneResult, metric_value, retune_epochs, retune_lr
-from cnnexp.ablate.spec import METRICS, MODES, AblationSpec, load_spec
+from cnnexp.ablate.spec import MODES, AblationSpec, load_spec
 from cnnexp.ablate.stats import Row, SeedResult, summarize
 from cnnexp.ablate.table import TableInfo, bar_chart, html_page, markdown, records, write_csv
 from cnnexp.console import to_jsonable
@@ -26,6 +26,7 @@ from cnnexp.data import DataBundle, build_data
 from cnnexp.diagnose.rules import diagnose_fit
 from cnnexp.engine import fit
 from cnnexp.errors import BadInput, did_you_mean
+from cnnexp.metrics import higher_is_better
 from cnnexp.schema import Recipe
 from cnnexp.tracking import Kind, Recording, query, tracked
 from cnnexp.tracking import tags as T
@@ -210,7 +211,7 @@ def table_info(name: str, spec: AblationSpec, arms: Sequence[Arm], retuned: bool
                      "seeds then run at the arm's best LR.")
     changes = {a.label: " ".join(a.change) for a in arms}
     title = f"Ablation {name} ({spec.mode}, {spec.metric})"
-    return TableInfo(title, spec.metric, METRICS[spec.metric], spec.mode, changes, notes, retuned)
+    return TableInfo(title, spec.metric, higher_is_better(spec.metric), spec.mode, changes, notes, retuned)
 
 
 def write_outputs(out: Path, rows: Sequence[Row], info: TableInfo,
@@ -256,7 +257,7 @@ def run_ablation(name: str, spec: AblationSpec, arms: Sequence[Arm], opts: Optio
             seeds[arm.label], lr = _run_arm(parent, arm, spec, name, opts, data, dev, prog,
                                             earlier)
             lrs.append(lr)
-        rows = summarize(list(seeds.items()), higher_is_better=METRICS[spec.metric],
+        rows = summarize(list(seeds.items()), higher_is_better=higher_is_better(spec.metric),
                          alpha=spec.alpha, cumulative=spec.mode == "cumulative",
                          lrs=lrs if opts.retune else None)
         info = table_info(name, spec, arms, opts.retune, epochs)

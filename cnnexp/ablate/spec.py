@@ -15,7 +15,7 @@ from cnnexp.errors import BadInput, did_you_mean, validation_message
 Mode = Literal["leave-one-out", "add-one-in", "cumulative"]
 MODES: tuple[str, ...] = ("leave-one-out", "add-one-in", "cumulative")
 # metric -> True when higher is better; all are read from the final epoch except best_val_acc
-METRICS: dict[str, bool] = {"val_acc": True, "best_val_acc": True, "val_loss": False}
+METRICS = ("val_acc", "best_val_acc", "val_loss")  # what an ablation may compare
 DEFAULT_SPEC = "digits_components"
 Overrides = dict[str, Any]
 

@@ -13,7 +13,7 @@ from cnnexp.errors import BadInput, did_you_mean
 from cnnexp.tracking import query, store
 from cnnexp.tracking import tags as T
 
-KINDS = tuple(k.value for k in T.REPORTED)  # top-level runs a report covers, in order
+REPORTED = tuple(k.value for k in T.REPORTED)  # top-level runs a report covers, in order
 REPORT_ARTIFACT = "report"
 
 
@@ -29,7 +29,7 @@ def resolve(ref: str | None) -> Subject:
     the experiment of the newest cnnexp run."""
 
     if ref is None:
-        newest = [r for r in query.recent_runs(limit=200) if _kind(r) in KINDS]
+        newest = [r for r in query.recent_runs(limit=200) if _kind(r) in REPORTED]
         if not newest:
             raise BadInput("nothing to report: the tracking store has no cnnexp runs yet")
         ref = newest[0]["experiment_id"]
@@ -55,7 +55,7 @@ def resolve(ref: str | None) -> Subject:
 
 def _experiment(exp_id: str, name: str) -> Subject:
 
-    runs = [r for r in query.runs_in(exp_id) if not r["parent_id"] and _kind(r) in KINDS]
+    runs = [r for r in query.runs_in(exp_id) if not r["parent_id"] and _kind(r) in REPORTED]
     if not runs:
         raise BadInput(f"experiment '{name}' has no cnnexp runs to report")
     return Subject(f"experiment {name}", exp_id, runs)
@@ -81,7 +81,7 @@ def build(ref: str | None, out: Path | None = None, log: bool = True) -> dict[st
     from cnnexp.report import sections as S
 
     subject = resolve(ref)
-    by_kind = {k: [r for r in subject.runs if _kind(r) == k] for k in KINDS}
+    by_kind = {k: [r for r in subject.runs if _kind(r) == k] for k in REPORTED}
     sections = []
     for kind, render in (("sanity", S.sanity), ("search", S.search),
                          ("ablation", S.ablation), ("train", S.train)):

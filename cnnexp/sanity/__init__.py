@@ -1,7 +1,8 @@
 """`cnnexp sanity`: the checks to run before spending compute, each with a verdict.
 
     from cnnexp.sanity import sanity
-    out = sanity(cnnexp.load_recipe("digits"), checks="init-loss,overfit", track=False)
+    out = sanity(cnnexp.load_recipe("digits"), device=torch.device("cpu"),
+                 checks="init-loss,overfit", track=False)
 """
 
 from cnnexp.sanity.base import FAIL, PASS, WARN, CheckResult, SanityContext

@@ -14,6 +14,7 @@ from typing import Any, Literal, get_args
 import annotated_types as at
 from pydantic import Field, ValidationError
 
+from cnnexp import metrics
 from cnnexp.errors import BadInput, did_you_mean, validation_message
 from cnnexp.recipe import available, compose, set_path, valid_keys, validate
 from cnnexp.schema import GROUPS, Recipe, Strict
@@ -21,8 +22,7 @@ from cnnexp.search.narrow import Bound, Choice, Param, Range, Space
 
 SAMPLERS = ("random", "qmc", "tpe")
 PRUNERS = ("none", "median", "hyperband")
-METRICS = {"val_acc": "maximize", "train_acc": "maximize",
-           "val_loss": "minimize", "train_loss": "minimize"}
+METRICS = ("val_acc", "train_acc", "val_loss", "train_loss")  # what a stage may rank by
 SPEC_KEYS = ("low", "high", "log", "choices")
 
 
@@ -281,7 +281,7 @@ def build_plan(ref: str | None, overrides: list[str], *, stages: str | None = No
     clean = {k: v for k, v in tree.items() if k != "search"}
     for path, param in space.items():
         _check_values(clean, path, param)
-    direction = METRICS[cfg.metric] if cfg.direction == "auto" else cfg.direction
+    direction = metrics.direction(cfg.metric) if cfg.direction == "auto" else cfg.direction
     plans = [StagePlan(n, counts.get(n, cfg.stages[n].trials), cfg.stages[n].epochs,
                        cfg.stages[n].sampler, cfg.stages[n].pruner, cfg.stages[n].top_k,
                        cfg.stages[n].margin,

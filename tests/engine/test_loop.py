@@ -101,3 +101,22 @@ def test_divergence_is_detected_within_one_epoch(digits) -> None:
     result = fit(quick("opt.lr=1e6", "train.epochs=5"), data=digits, device="cpu")
     assert result.status == "diverged" and len(result.history) == 1
     assert "non-finite or >" in result.reason
+
+
+def test_trainer_public_steps_compose_to_train_step(digits) -> None:
+    """forward_loss + backward + step is exactly one train_step (same seed, same batch)."""
+    from cnnexp.engine import Trainer
+
+    recipe = load_recipe("digits", ["data.subset=300", "aug=none"])
+    a, b = Trainer(recipe, digits, torch.device("cpu")), Trainer(recipe, digits,
+                                                                 torch.device("cpu"))
+    xb, yb = next(iter(a.train_batches))
+    a.train_step(xb, yb)
+    x, target = b.aug.train_batch(xb, yb)
+    loss, _ = b.forward_loss(x, target)
+    b.backward(loss)
+    b.step()
+    for pa, pb in zip(a.model.parameters(), b.model.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+    logits, labels = b.predict_logits("val")
+    assert logits.shape == (len(labels), digits.num_classes)
