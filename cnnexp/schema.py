@@ -7,13 +7,25 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 GROUPS = ("data", "arch", "aug", "reg", "opt")
+MAX_SEED = 2**32 - 1  # numpy's and Optuna's samplers take seeds below 2**32
+# the recipe name is the default MLflow experiment name and starts every run name; MLflow's
+# SQL stores hold 256 characters of experiment name and 250 of run name
+MAX_NAME = 128
+
+
+def check_name(name: str) -> str:
+    """A recipe or experiment name MLflow can store and a terminal can show, else ValueError."""
+    if not name.strip() or len(name) > MAX_NAME or not name.isprintable():
+        raise ValueError(f"a name must be 1 to {MAX_NAME} printable characters")
+    return name
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # inf/nan are never a setting: `opt.lr=inf` would pass `gt=0` and train on NaNs
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class DataCfg(Strict):
@@ -23,7 +35,8 @@ class DataCfg(Strict):
     path: str | None = None  # imagefolder: folder of class sub-folders
     download: bool = False
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
-    split_seed: int = Field(0, ge=0)  # fixed across training seeds: seeds vary init, not data
+    # fixed across training seeds: seeds vary init, not data
+    split_seed: int = Field(0, ge=0, le=MAX_SEED)
     resize: int | None = Field(None, ge=4, le=1024)
     subset: int | None = Field(None, ge=2)  # cap on training examples (quick looks)
     # shapes (procedural) only
@@ -43,10 +56,18 @@ class ArchCfg(Strict):
     init_std: float = Field(0.01, gt=0.0, le=100.0)
     width: int = Field(32, ge=1, le=4096)  # channels of the first stage
     depth: int = Field(20, ge=1, le=1000)  # resnet depth (20, 32, 56, 18, 34)
-    stages: list[int] = Field(default_factory=lambda: [1, 1, 2, 2, 2])  # vgg convs per stage
+    # vgg convs per stage
+    stages: list[int] = Field(default_factory=lambda: [1, 1, 2, 2, 2], min_length=1, max_length=16)
     zoo_model: str = "resnet18"  # torchvision model name for `zoo`
     weights_path: str | None = None  # local state_dict for `zoo`
     freeze_backbone: bool = False
+
+    @field_validator("stages")
+    @classmethod
+    def _stages_positive(cls, stages: list[int]) -> list[int]:
+        if not all(1 <= n <= 64 for n in stages):
+            raise ValueError("arch.stages counts convs per stage: each 1 to 64, e.g. [1, 1, 2, 2, 2]")
+        return stages
 
 
 class AugCfg(Strict):
@@ -84,12 +105,19 @@ class OptCfg(Strict):
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     nesterov: bool = False
     weight_decay: float = Field(0.0, ge=0.0)
-    betas: tuple[float, float] = (0.9, 0.999)
+    betas: tuple[float, float] = (0.9, 0.999)  # adam/adamw
     schedule: Literal["none", "step", "cosine", "onecycle", "plateau"] = "none"
     step_epochs: int = Field(30, ge=1)  # step: multiply lr by gamma every step_epochs
     gamma: float = Field(0.5, gt=0.0, le=1.0)
     warmup_epochs: float = Field(0.0, ge=0.0)
     grad_clip: float | None = Field(None, gt=0.0)
+
+    @field_validator("betas")
+    @classmethod
+    def _betas_in_range(cls, betas: tuple[float, float]) -> tuple[float, float]:
+        if not all(0.0 <= b < 1.0 for b in betas):
+            raise ValueError("opt.betas must be two decay rates in [0, 1), e.g. [0.9, 0.999]")
+        return betas
 
     @model_validator(mode="after")
     def _nesterov_needs_momentum(self) -> OptCfg:
@@ -102,7 +130,7 @@ class TrainCfg(Strict):
     epochs: int = Field(10, ge=1, le=100000)
     batch_size: int = Field(128, ge=1, le=65536)
     eval_batch_size: int = Field(1024, ge=1, le=65536)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"  # CUDA only; auto = bf16 if supported
     channels_last: bool = True  # CUDA only
     compile: bool = False
@@ -123,6 +151,11 @@ class Recipe(Strict):
     train: TrainCfg = Field(default_factory=TrainCfg)
     # validated by cnnexp.search when a search runs; kept free-form here
     search: dict[str, Any] | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _printable_name(cls, name: str) -> str:
+        return check_name(name)
 
     def flat(self) -> dict[str, Any]:
         """Flattened `group.field` params, as logged to MLflow."""

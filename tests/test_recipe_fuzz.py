@@ -3,6 +3,7 @@ one-line BadInput (which the CLI turns into exit code 2)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -42,9 +43,10 @@ YAML_VALUES = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(-5, 10**5), st.floats(allow_nan=False),
               st.sampled_from(["digits", "resnet20", "sgd", "none", "cosine", "x"])),
     lambda inner: st.one_of(st.lists(inner, max_size=3),
-                            st.dictionaries(st.sampled_from(
+                            st.dictionaries(st.one_of(st.sampled_from(
                                 ["data", "arch", "aug", "reg", "opt", "train", "defaults", "lr",
-                                 "epochs", "name", "_global_", "model", "norm"]), inner,
+                                 "epochs", "name", "_global_", "model", "norm"]),
+                                st.integers(0, 2), st.booleans()), inner,  # `1:`, `yes:` keys
                                 max_size=4)),
     max_leaves=12)
 
@@ -57,3 +59,26 @@ def test_recipe_files_never_crash(tmp_path: Path, doc: object) -> None:
     path = tmp_path / "fuzz.yaml"
     path.write_text(doc if isinstance(doc, str) else yaml.safe_dump(doc))
     _loads_or_bad_input(str(path), [])
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(defaults=st.dictionaries(st.one_of(st.integers(0, 9), st.sampled_from(["data", "opt", "x"])),
+                                st.sampled_from(["digits", "sgd", "x"]), max_size=3),
+       global_=st.dictionaries(st.one_of(st.integers(0, 9), st.sampled_from(
+           ["opt.lr", "opt..lr", "defaults.arch", "opt lr"])), st.integers(0, 3), max_size=3))
+def test_component_globals_and_defaults_never_crash(tmp_path: Path, defaults: dict,
+                                                    global_: dict) -> None:
+    """A component's `_global_` and an experiment's `defaults` with any keys: BadInput or a
+    recipe, never a TypeError (`defaults: {1: digits}`, `_global_: {1: 2}`)."""
+    import yaml
+
+    (tmp_path / "recipes" / "reg").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "recipes" / "reg" / "fz.yaml").write_text(yaml.safe_dump({"_global_": global_}))
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(yaml.safe_dump({"defaults": {**defaults, "reg": "fz"}}))
+    cwd = Path.cwd()
+    os.chdir(tmp_path)  # ./recipes is searched before the built-in components
+    try:
+        _loads_or_bad_input(str(exp), [])
+    finally:
+        os.chdir(cwd)
