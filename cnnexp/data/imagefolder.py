@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -34,36 +35,54 @@ class ImageFiles(torch.utils.data.Dataset):
             self.labels[i]
 
 
+def _images_in(folder: Path) -> list[Path]:
+    return [f for f in sorted(folder.rglob("*")) if f.suffix.lower() in EXTENSIONS and f.is_file()]
+
+
 def _scan(root: Path) -> tuple[list[Path], list[int], list[str]]:
     if not root.is_dir():
         raise BadInput(f"data.path '{root}' is not a folder")
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    files, labels = [], []
-    for k, name in enumerate(classes):
-        for f in sorted((root / name).rglob("*")):
-            if f.suffix.lower() in EXTENSIONS:
-                files.append(f)
-                labels.append(k)
-    if len(classes) < 2 or not files:
+    per_class = [_images_in(root / name) for name in classes]
+    kinds = ", ".join(sorted(EXTENSIONS))
+    if sum(1 for found in per_class if found) < 2:
         raise BadInput(f"data.path '{root}' holds no images in class sub-folders "
-                       f"(need at least 2 class folders with {', '.join(sorted(EXTENSIONS))} files)")
+                       f"(need at least 2 class folders with {kinds} files)")
+    empty = [name for name, found in zip(classes, per_class, strict=True) if not found]
+    if empty:  # an empty class would still be an output of the model, one it can never learn
+        raise BadInput(f"data.path '{root}': class folder '{empty[0]}' holds no images "
+                       f"({kinds}): add some or remove the folder")
+    files = [f for found in per_class for f in found]
+    labels = [k for k, found in enumerate(per_class) for _ in found]
     return files, labels, classes
 
 
-def _check_images(files: list[Path]) -> tuple[int, str]:
-    """Verify every file is a readable image (header + data); return (first size, mode)."""
-    from PIL import Image, UnidentifiedImageError
+def _check_image(f: Path) -> tuple[int, str]:
+    """Decode one file completely, so that a corrupt or truncated image is bad input when the
+    dataset is built, not an OSError in a DataLoader worker mid-run. Returns (width, mode)."""
+    from PIL import Image
 
-    first = None
-    for f in files:
+    with warnings.catch_warnings():
+        # Pillow only warns between 89M and 179M pixels; no training image is that large
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             with Image.open(f) as im:
-                im.verify()
-                first = first or (im.size[0], im.mode)
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+                im.verify()  # container checks (PNG CRCs) before any decoding
+            with Image.open(f) as im:
+                width, mode = im.size[0], im.mode
+                im.draft(mode, (1, 1))  # JPEG: decode at 1/8 scale; every byte is still read
+                im.load()
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise BadInput(f"image {f} is too large: {exc}") from None
+        except Exception as exc:  # Pillow raises many types for broken files
             raise BadInput(f"unreadable image {f}: {exc}".splitlines()[0]) from None
-    assert first is not None
-    return first
+    return width, mode
+
+
+def _check_images(files: list[Path]) -> tuple[int, str]:
+    """Every file decodes; returns the first one's (width, mode)."""
+    found = [_check_image(f) for f in files]
+    return found[0]
 
 
 @DATASETS.register("imagefolder")

@@ -28,9 +28,21 @@ def _open(name: str, cfg: DataCfg):  # -> torchvision dataset
         if name == "svhn":
             return tvd.SVHN(str(root), split="train", download=cfg.download)
         return make[name](str(root), train=True, download=cfg.download)
-    except RuntimeError as exc:
-        raise BadInput(f"{name} not found under '{root}' ({str(exc).splitlines()[0]}); "
+    except (OSError, RuntimeError) as exc:  # URLError is an OSError; MNIST wraps it in one
+        if cfg.download:
+            raise BadInput(f"cannot download {name} into '{root}' ({_reason(exc)}): check the "
+                           "network, or put the files there and set data.download=false") from None
+        if isinstance(exc, OSError):
+            raise BadInput(f"cannot read {name} under '{root}': {_reason(exc)}") from None
+        raise BadInput(f"{name} not found under '{root}' ({_reason(exc)}); "
                        f"set data.root or data.download=true") from None
+
+
+def _reason(exc: Exception) -> str:
+    """One line from a download or read failure (MNIST's lists every mirror it tried)."""
+    reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
+    lines = [line.strip() for line in str(reason).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
 
 
 def _to_uint8_nchw(data: object) -> torch.Tensor:

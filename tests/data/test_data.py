@@ -108,3 +108,50 @@ def test_batches_cover_the_split_once_per_epoch() -> None:
     assert len(seen) == batches.n_images == (data.n_train // 100) * 100
     val = torch.cat([y for _, y in Batches(data, "val", 64, torch.device("cpu"), False)])
     assert torch.equal(val, data.val_y)
+
+
+@pytest.mark.parametrize(("dataset", "shown"), [
+    ("cifar10", "[Errno -3] Temporary failure in name resolution"),
+    ("svhn", "[Errno -3] Temporary failure in name resolution"),
+])
+def test_download_offline_is_bad_input(tmp_path, monkeypatch: pytest.MonkeyPatch, dataset: str,
+                                       shown: str) -> None:
+    import urllib.error
+    import urllib.request
+
+    def offline(*args: object, **kwargs: object) -> None:
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    recipe = load_recipe("digits", [f"data={dataset}", f"data.root={tmp_path / 'dl'}",
+                                    "data.download=true"])
+    with pytest.raises(BadInput) as exc:
+        build_data(recipe)
+    assert str(exc.value) == (f"cannot download {dataset} into '{tmp_path / 'dl'}' ({shown}): "
+                              "check the network, or put the files there and set "
+                              "data.download=false")
+
+
+def _write_image(path, mode: str, fmt: str, size: int = 12) -> None:
+    import numpy as np
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shape = (size, size, 3) if mode == "RGB" else (size, size)
+    pixels = np.random.default_rng(len(str(path))).integers(0, 256, shape, dtype=np.uint8)
+    Image.fromarray(pixels, mode=mode).save(path, format=fmt)
+
+
+def test_imagefolder_decodes_every_file_once_when_built(tmp_path) -> None:
+    """JPEG (checked at reduced scale), PNG and greyscale files all pass the build-time check;
+    one truncated file is named as bad input before any training."""
+    for k in range(3):
+        _write_image(tmp_path / "cats" / f"{k}.jpg", "RGB", "JPEG", size=64)
+        _write_image(tmp_path / "dogs" / f"{k}.png", "L", "PNG")
+    data = build_data(load_recipe("digits", ["data=imagefolder", f"data.path={tmp_path}",
+                                             "data.resize=8", "data.num_workers=0"]))
+    assert data.classes == ["cats", "dogs"] and data.n_train + data.n_val == 6
+    jpeg = (tmp_path / "cats" / "0.jpg").read_bytes()
+    (tmp_path / "cats" / "0.jpg").write_bytes(jpeg[: len(jpeg) // 2])
+    with pytest.raises(BadInput, match=r"unreadable image .*cats/0\.jpg: image file is truncated"):
+        build_data(load_recipe("digits", ["data=imagefolder", f"data.path={tmp_path}"]))
