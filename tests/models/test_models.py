@@ -94,3 +94,33 @@ def test_zoo_unknown_model_suggests_closest() -> None:
     with pytest.raises(BadInput, match="did you mean 'resnet18'"):
         build_model(load_recipe("digits", ["arch=zoo", "arch.zoo_model=resnet81"]),
                     ModelSpec(3, 5, 32))
+
+
+def test_batch_of_one_is_refused_only_where_batchnorm_would_fail() -> None:
+    from cnnexp.errors import BadInput
+
+    spec = ModelSpec(1, 10, 8)
+    with pytest.raises(BadInput, match=r"train.batch_size=1 cannot train arch 'vgg'.*"
+                                       r"use train.batch_size=2 or more, or arch.norm=group"):
+        build_model(load_recipe("digits", ["arch=vgg", "train.batch_size=1"]), spec)
+    # BatchNorm on 2x2 maps (small_cnn) has 4 values per channel; GroupNorm needs no batch
+    for overrides in (["arch=small_cnn"], ["arch=vgg", "arch.norm=group"]):
+        model = build_model(load_recipe("digits", [*overrides, "train.batch_size=1"]), spec)
+        assert model.training
+        model(torch.randn(1, 1, 8, 8)).sum().backward()
+
+
+def test_zoo_model_with_auxiliary_heads_trains_on_plain_logits() -> None:
+    # googlenet/inception_v3 return (logits, aux...) tuples in training mode unless built
+    # without their auxiliary heads
+    model = build_model(load_recipe("digits", ["arch=zoo", "arch.zoo_model=googlenet"]),
+                        ModelSpec(3, 5, 32))
+    assert model.training
+    out = model(torch.randn(2, 3, 32, 32))
+    assert isinstance(out, torch.Tensor) and out.shape == (2, 5)
+
+
+def test_zoo_size_check_leaves_batchnorm_statistics_alone() -> None:
+    model = build_model(load_recipe("digits", ["arch=zoo"]), ModelSpec(3, 5, 32))
+    assert model.training
+    assert float(model.bn1.running_mean.abs().sum()) == 0 and int(model.bn1.num_batches_tracked) == 0
