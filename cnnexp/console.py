@@ -116,7 +116,8 @@ def training_progress(enabled: bool, label: str = "train") -> Iterator[list[Any]
             progress.update(self.batches, completed=batch + 1)
 
         def on_epoch_end(self, state: Any, metrics: dict[str, float]) -> None:
-            info = f"val_acc={metrics['val_acc']:.4f} val_loss={metrics['val_loss']:.4f}"
+            info = " ".join(f"{k}={metrics[k]:.4f}" for k in ("val_acc", "val_loss")
+                            if k in metrics) or f"train_loss={metrics['train_loss']:.4f}"
             progress.update(self.epochs, advance=1, info=info)
             progress.reset(self.batches)
 

@@ -35,6 +35,9 @@ class DataCfg(Strict):
     path: str | None = None  # imagefolder: folder of class sub-folders
     download: bool = False
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    # data sets without an official test split hold out this fraction (stratified, fixed seed,
+    # before the train/val split) for the final `--test` evaluation; 0 = no test split
+    test_fraction: float = Field(0.2, ge=0.0, lt=1.0)
     # fixed across training seeds: seeds vary init, not data
     split_seed: int = Field(0, ge=0, le=MAX_SEED)
     resize: int | None = Field(None, ge=4, le=1024)

@@ -1,4 +1,6 @@
-"""`cnnexp train` as a function: one tracked training run, and `--resume` of an interrupted one.
+"""`cnnexp train` as a function: one tracked training run, `--resume` of an interrupted one, and
+the final evaluation on the held-out test split (`--test`, optionally after `--refit` on
+train+val).
 
 Data, model and device are built before any MLflow run exists, so bad input leaves no run."""
 
@@ -17,18 +19,21 @@ from cnnexp.diagnose.log import log_classification, log_diagnosis, summary_field
 from cnnexp.diagnose.rules import diagnose_fit
 from cnnexp.engine import Callback, FitResult, fit
 from cnnexp.engine.checkpoint import Checkpointer
+from cnnexp.final import TestResult, evaluate_test, merged_train_val
 from cnnexp.models import ModelSpec, build_model
 from cnnexp.schema import Recipe
 from cnnexp.tracking import Kind, Recording
+from cnnexp.tracking import tags as T
 
 CHECKPOINT = "checkpoints/last.pt"
 
 
-def run_name(recipe: Recipe) -> str:
-    return f"{recipe.name} {recipe.arch.name} lr={recipe.opt.lr:.2g} seed={recipe.train.seed}"
+def run_name(recipe: Recipe, refit: bool = False) -> str:
+    return (f"{recipe.name} {recipe.arch.name} lr={recipe.opt.lr:.2g} seed={recipe.train.seed}"
+            + (" refit" if refit else ""))
 
 
-def describe_result(recipe: Recipe, result: FitResult) -> str:
+def describe_result(recipe: Recipe, result: FitResult, tested: TestResult | None = None) -> str:
     s = result.summary()
     lines = [f"**{recipe.name}**: {recipe.description}".rstrip(": "), "",
              "| status | epochs | val_acc | best val_acc | val_loss | train_acc | seconds |",
@@ -37,30 +42,44 @@ def describe_result(recipe: Recipe, result: FitResult) -> str:
              f"| {s['val_loss']:.4f} | {s['train_acc']:.4f} | {s['seconds']:.1f} |"]
     if result.reason:
         lines += ["", f"Stopped: {result.reason}"]
+    if tested is not None:
+        lines += ["", f"**Test**: {tested.line()}"]
     return "\n".join(lines)
 
 
 def train(recipe: Recipe, *, device: torch.device, experiment: str | None = None,
-          track: bool = True, log_model: bool = False,
+          track: bool = True, log_model: bool = False, test: bool = False, refit: bool = False,
           callbacks: Sequence[Callback] = (), data: DataBundle | None = None) -> dict[str, Any]:
-    """Train one recipe; returns the summary the CLI prints (run ids when tracked)."""
+    """Train one recipe; returns the summary the CLI prints (run ids when tracked).
+
+    `test`: afterwards, evaluate on the held-out test split (the best epoch's weights by val
+    accuracy). `refit`: train on train+val with no validation split (the last epoch's weights
+    are tested)."""
     data = data or build_data(recipe)
+    if test:
+        data.test()  # no test split: bad input now, not after training
+    if refit:
+        data = merged_train_val(data)
     model = build_model(recipe, ModelSpec(data.channels, data.num_classes, data.image_size))
-    with tracking.tracked(Kind.TRAIN, run_name(recipe), enabled=track, experiment=experiment,
-                          recipe=recipe, data=data, device=device,
+    with tracking.tracked(Kind.TRAIN, run_name(recipe, refit), enabled=track,
+                          experiment=experiment, recipe=recipe, data=data, device=device,
+                          tags={T.REFIT: refit} if refit else None,
                           description=recipe.description or None) as rec:
-        return _fit_recorded(rec, recipe, data, device, callbacks, log_model, model=model)
+        return _fit_recorded(rec, recipe, data, device, callbacks, log_model, model=model,
+                             test=test)
 
 
-def resume(run_id: str, *, device: torch.device, log_model: bool = False,
+def resume(run_id: str, *, device: torch.device, log_model: bool = False, test: bool = False,
            callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
-    """Continue a tracked run from its last checkpoint, logging into the same run."""
+    """Continue a tracked run from its last checkpoint, logging into the same run (a refit run
+    stays a refit run)."""
     from cnnexp.engine.checkpoint import load
     from cnnexp.errors import BadInput
     from cnnexp.recipe import load_recipe
     from cnnexp.tracking.store import download
 
-    tracking.require_run(run_id)  # BadInput when the store has no such run
+    run = tracking.require_run(run_id)  # BadInput when the store has no such run
+    refit = run.client.get_run(run_id).data.tags.get(T.REFIT) == "True"
     with tempfile.TemporaryDirectory() as tmp:
         recipe_path = download(run_id, "recipe.yaml", Path(tmp))
         ckpt_path = download(run_id, CHECKPOINT, Path(tmp))
@@ -70,8 +89,13 @@ def resume(run_id: str, *, device: torch.device, log_model: bool = False,
         recipe = load_recipe(str(recipe_path))
         ckpt = load(ckpt_path)
     data = build_data(recipe)
+    if test:
+        data.test()
+    if refit:
+        data = merged_train_val(data)
     with tracking.reopened(run_id) as rec:
-        return _fit_recorded(rec, recipe, data, device, callbacks, log_model, resume=ckpt)
+        return _fit_recorded(rec, recipe, data, device, callbacks, log_model, resume=ckpt,
+                             test=test)
 
 
 def _checkpointer(rec: Recording, recipe: Recipe) -> list[Callback]:
@@ -89,20 +113,37 @@ def _checkpointer(rec: Recording, recipe: Recipe) -> list[Callback]:
 
 def _fit_recorded(rec: Recording, recipe: Recipe, data: DataBundle, device: torch.device,
                   callbacks: Sequence[Callback], log_model: bool,
-                  resume: dict | None = None, model: torch.nn.Module | None = None
-                  ) -> dict[str, Any]:
+                  resume: dict | None = None, model: torch.nn.Module | None = None,
+                  test: bool = False) -> dict[str, Any]:
     result = fit(recipe, data=data, device=device, resume=resume, model=model,
                  callbacks=[*rec.callbacks(), *_checkpointer(rec, recipe), *callbacks])
     diag = diagnose_fit(result)
+    tested = evaluate_test(result, data) if test and result.status != "diverged" else None
+    if tested is not None:
+        record_test(rec, tested, data.classes)
     if rec.active:
         # the final run's review material: curves, confusion matrix, top losses, description
         log_diagnosis(rec, diag, result.history, result.best_epoch, recipe.name)
         log_classification(rec, result)
-        rec.describe(describe_result(recipe, result) + "\n\n" + diag.markdown())
+        rec.describe(describe_result(recipe, result, tested) + "\n\n" + diag.markdown())
         if log_model and result.best_state is not None:
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "best.pt"
                 torch.save(result.best_state, path)
                 rec.log_artifact(str(path), "model")
     return {"run_id": rec.run_id, "experiment_id": rec.experiment_id, **result.summary(),
-            **summary_fields(diag)}
+            **summary_fields(diag), **({"test": tested.as_dict()} if tested else {})}
+
+
+def record_test(rec: Recording, tested: TestResult, classes: list[str]) -> None:
+    """The final figure on the run: metrics, which weights, and the test confusion matrix."""
+    if not rec.active:
+        return
+    from cnnexp.diagnose.plots import confusion_counts, confusion_csv, confusion_figure
+
+    rec.log_metrics({k: v for k, v in tested.as_dict().items() if isinstance(v, (int, float))})
+    rec.set_tags({T.TESTED_WEIGHTS: tested.weights, T.TEST_SPLIT: tested.origin})
+    cm = confusion_counts(tested.logits, tested.labels, len(classes))
+    rec.log_figure(confusion_figure(cm, classes, f"test split: {tested.line()}"),
+                   "test/confusion_matrix.png")
+    rec.log_text(confusion_csv(cm, classes), "test/confusion_matrix.csv")

@@ -33,7 +33,15 @@ def train(args: Args = None, device: Device = "auto", seed: Seed = None,
           = True,
           resume: Annotated[str | None, typer.Option(
               "--resume", metavar="RUN_ID", help="Continue an interrupted tracked run from its "
-              "last checkpoint (same recipe, same run).")] = None) -> None:
+              "last checkpoint (same recipe, same run).")] = None,
+          test: Annotated[bool, typer.Option(
+              "--test", help="The final figure: after training, evaluate the best epoch's "
+              "weights (by val_acc) on the held-out test split. Use it once, at the end: "
+              "decisions belong to validation.")] = False,
+          refit: Annotated[bool, typer.Option(
+              "--refit", help="Train on train+val with no validation split (after every "
+              "decision is made); with --test the last epoch's weights are evaluated.")]
+          = False) -> None:
     """Train a recipe and track it in MLflow.
 
     Examples:
@@ -45,21 +53,25 @@ def train(args: Args = None, device: Device = "auto", seed: Seed = None,
         cnnexp train my_recipe.yaml --device cuda --json
 
         cnnexp train --resume 3f2a...                 # continue an interrupted run
+
+        cnnexp train fashion_mnist --test             # the final figure on the test split
+
+        cnnexp train outputs/search/STUDY/best.yaml --refit --test
     """
     from cnnexp.console import quiet_libraries, show_progress, summary_table, training_progress
     from cnnexp.errors import BadInput
 
     callbacks = [EpochPrinter()] if verbose and not json else []
     if resume:
-        if args or seed is not None or experiment:
-            raise BadInput("--resume takes no recipe, overrides, --seed or --experiment: "
-                           "the run's own recipe.yaml is used")
+        if args or seed is not None or experiment or refit:
+            raise BadInput("--resume takes no recipe, overrides, --seed, --experiment or "
+                           "--refit: the run's own recipe.yaml is used")
         quiet_libraries()
         dev = device_of(device)
         from cnnexp import train as training
 
         with training_progress(show_progress(json, quiet), "resume") as bars:
-            out = training.resume(resume, device=dev, log_model=log_model,
+            out = training.resume(resume, device=dev, log_model=log_model, test=test,
                                   callbacks=[*bars, *callbacks])
         name = f"resume {resume}"
     else:
@@ -69,14 +81,27 @@ def train(args: Args = None, device: Device = "auto", seed: Seed = None,
 
         with training_progress(show_progress(json, quiet), recipe.name) as bars:
             out = training.train(recipe, device=dev, experiment=experiment, track=track,
-                                 log_model=log_model, callbacks=[*bars, *callbacks])
+                                 log_model=log_model, test=test, refit=refit,
+                                 callbacks=[*bars, *callbacks])
         name = recipe.name
     if json:
         emit_json(out)
     elif not quiet:
-        summary_table(f"cnnexp train {name}", out)
+        summary_table(f"cnnexp train {name}", _rows(out))
     if out["status"] == "diverged":
         raise typer.Exit(1)
+
+
+def _rows(out: dict[str, Any]) -> dict[str, Any]:
+    """The summary table: the run's figures, then the test figure with its noise."""
+    rows = {k: v for k, v in out.items() if k != "test"}
+    if "test" in out:
+        t = out["test"]
+        rows["test_acc"] = (f"{t['test_acc']:.4f} ± {t['test_acc_se']:.4f} "
+                            f"(n={t['test_images']}, {t['test_split']})")
+        rows["test_loss"] = t["test_loss"]
+        rows["tested weights"] = t["weights"]
+    return rows
 
 
 class EpochPrinter:

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from cnnexp.data import digits, imagefolder, shapes, torchvision_sets  # noqa: F401 (register)
+from cnnexp.data import (  # noqa: F401 (register)
+    digits,
+    imagefolder,
+    mnist,
+    shapes,
+    torchvision_sets,
+)
 from cnnexp.data.bundle import DataBundle
 from cnnexp.data.registry import DATASETS
 from cnnexp.schema import Recipe

@@ -1,10 +1,30 @@
-"""What every dataset builder returns: uint8 images (in memory) or an on-disk dataset."""
+"""What every dataset builder returns: uint8 images (in memory) or an on-disk dataset, split
+into train (fit), val (every decision) and a held-out test split (the final figure only)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import torch
+
+# The held-out test split of a data set without an official one is drawn with this fixed seed,
+# before and independently of the train/val split: no training seed or split seed moves an
+# image between test and the rest.
+TEST_SPLIT_SEED = 20_231_118
+
+
+@dataclass
+class HeldOut:
+    """The test split, read only through DataBundle.test(): nothing that makes a decision
+    (sanity, search, ablate, early stopping, best-epoch choice) may look at it."""
+
+    x: torch.Tensor | None = None  # in memory: uint8 NCHW, kept on the CPU
+    y: torch.Tensor | None = None
+    dataset: torch.utils.data.Dataset | None = None  # on disk
+    origin: str = ""  # "official test set" or "held out 20% (stratified, fixed seed)"
+
+    def __len__(self) -> int:
+        return len(self.y) if self.y is not None else len(self.dataset)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -25,6 +45,7 @@ class DataBundle:
     val_y: torch.Tensor | None = None
     train_set: torch.utils.data.Dataset | None = None
     val_set: torch.utils.data.Dataset | None = None
+    held_out: HeldOut | None = None
     source: str = ""
     extra: dict[str, object] = field(default_factory=dict)
 
@@ -43,6 +64,23 @@ class DataBundle:
     @property
     def n_val(self) -> int:
         return len(self.val_y) if self.in_memory else len(self.val_set)  # type: ignore[arg-type]
+
+    @property
+    def n_test(self) -> int:
+        return len(self.held_out) if self.held_out is not None else 0
+
+    @property
+    def test_origin(self) -> str:
+        return self.held_out.origin if self.held_out is not None else ""
+
+    def test(self) -> HeldOut:
+        """The held-out test split: the one door to it (the final evaluation, `--test`)."""
+        if self.held_out is None or len(self.held_out) == 0:
+            from cnnexp.errors import BadInput
+
+            raise BadInput(f"dataset '{self.name}' has no test split (data.test_fraction=0 "
+                           "and no official test set)")
+        return self.held_out
 
     def to(self, device: torch.device) -> DataBundle:
         """The same bundle with its tensors on `device` (copied once, not per batch)."""
@@ -89,12 +127,33 @@ def resize_uint8(x: torch.Tensor, size: int, chunk: int = 4096) -> torch.Tensor:
     return torch.cat(out)
 
 
+def hold_out(x: torch.Tensor, y: torch.Tensor, test_fraction: float
+             ) -> tuple[torch.Tensor, torch.Tensor, HeldOut]:
+    """Split off a fixed, stratified test fraction (seed-independent); returns the rest."""
+    if test_fraction <= 0:
+        return x, y, HeldOut(x[:0], y[:0], origin="none (data.test_fraction=0)")
+    rest, test = stratified_split(y, test_fraction, TEST_SPLIT_SEED)
+    rest = rest.sort().values  # keep the original order: the train/val split is drawn next
+    return x[rest], y[rest], HeldOut(
+        x[test].contiguous(), y[test], origin=f"held out {test_fraction:.0%} (stratified, "
+                                              "fixed seed)")
+
+
 def from_arrays(name: str, x: torch.Tensor, y: torch.Tensor, classes: list[str], *,
                 val_fraction: float, split_seed: int, resize: int | None, subset: int | None,
-                source: str) -> DataBundle:
-    """An in-memory bundle from all images (uint8 NCHW) and labels: resize, split, stats."""
+                source: str, test: tuple[torch.Tensor, torch.Tensor] | None = None,
+                test_fraction: float = 0.0) -> DataBundle:
+    """An in-memory bundle from all images (uint8 NCHW) and labels: resize, split, stats.
+
+    `test` is the data set's official test split; without one, `test_fraction` of the images
+    is held out (stratified, fixed seed) before the train/val split."""
     if resize:
         x = resize_uint8(x, resize)
+    if test is not None:
+        tx = resize_uint8(test[0], resize) if resize else test[0]
+        held = HeldOut(tx.contiguous(), test[1], origin="official test set")
+    else:
+        x, y, held = hold_out(x, y, test_fraction)
     train_idx, val_idx = stratified_split(y, val_fraction, split_seed)
     if subset:
         train_idx = train_idx[:subset]
@@ -102,4 +161,4 @@ def from_arrays(name: str, x: torch.Tensor, y: torch.Tensor, classes: list[str],
     mean, std = channel_stats(train_x)
     return DataBundle(name=name, classes=classes, mean=mean, std=std, channels=x.shape[1],
                       image_size=x.shape[-1], train_x=train_x, train_y=y[train_idx],
-                      val_x=val_x, val_y=y[val_idx], source=source)
+                      val_x=val_x, val_y=y[val_idx], held_out=held, source=source)

@@ -19,5 +19,5 @@ def digits(cfg: DataCfg) -> DataBundle:
     y = torch.from_numpy(raw.target).long()
     return from_arrays("digits", x, y, [str(i) for i in range(10)],
                        val_fraction=cfg.val_fraction, split_seed=cfg.split_seed,
-                       resize=cfg.resize, subset=cfg.subset,
+                       resize=cfg.resize, subset=cfg.subset, test_fraction=cfg.test_fraction,
                        source="sklearn.datasets.load_digits")

@@ -19,7 +19,9 @@ class Batches:
                  drop_last: bool = False) -> None:
         self.bundle, self.split, self.batch_size = bundle, split, batch_size
         self.device, self.shuffle, self.gen = device, shuffle, generator
-        n = bundle.n_train if split == "train" else bundle.n_val
+        self._test = bundle.test() if split == "test" else None
+        n = len(self._test) if self._test is not None else \
+            bundle.n_train if split == "train" else bundle.n_val
         # drop a last batch of one: BatchNorm cannot train on it
         self.drop_last = drop_last and n > batch_size
         self.n = n
@@ -34,7 +36,8 @@ class Batches:
         return self.n - (self.n % self.batch_size if self.drop_last else 0)
 
     def _make_loader(self) -> torch.utils.data.DataLoader:
-        ds = self.bundle.train_set if self.split == "train" else self.bundle.val_set
+        ds = {"train": self.bundle.train_set, "val": self.bundle.val_set,
+              "test": self._test.dataset if self._test is not None else None}[self.split]
         workers = int(self.bundle.extra.get("num_workers", 2))
         gen = torch.Generator().manual_seed(int(self.gen.initial_seed()) if self.gen else 0)
         return torch.utils.data.DataLoader(
@@ -47,8 +50,7 @@ class Batches:
             for x, y in self._loader:
                 yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             return
-        x = self.bundle.train_x if self.split == "train" else self.bundle.val_x
-        y = self.bundle.train_y if self.split == "train" else self.bundle.val_y
+        x, y = self._arrays()
         assert x is not None and y is not None
         if self.shuffle:
             order = torch.randperm(self.n, generator=self.gen, device=self.gen.device)
@@ -57,7 +59,16 @@ class Batches:
             order = None
         for start in range(0, self.n_images, self.batch_size):
             if order is None:
-                yield x[start:start + self.batch_size], y[start:start + self.batch_size]
+                xb, yb = x[start:start + self.batch_size], y[start:start + self.batch_size]
             else:
                 idx = order[start:start + self.batch_size]
-                yield x[idx], y[idx]
+                xb, yb = x[idx], y[idx]
+            # no-ops for train/val (already on the device); the test split stays on the CPU
+            yield xb.to(self.device, non_blocking=True), yb.to(self.device, non_blocking=True)
+
+    def _arrays(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        if self._test is not None:
+            return self._test.x, self._test.y
+        if self.split == "train":
+            return self.bundle.train_x, self.bundle.train_y
+        return self.bundle.val_x, self.bundle.val_y

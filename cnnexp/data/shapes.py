@@ -88,5 +88,5 @@ def shapes(cfg: DataCfg) -> DataBundle:
              for k in range(cfg.num_classes)]
     return from_arrays("shapes", x, labels, names, val_fraction=cfg.val_fraction,
                        split_seed=cfg.split_seed, resize=cfg.resize, subset=cfg.subset,
-                       source=f"shapes(n={cfg.num_samples}, size={cfg.image_size}, "
+                       test_fraction=cfg.test_fraction, source=f"shapes(n={cfg.num_samples}, size={cfg.image_size}, "
                               f"classes={cfg.num_classes})")

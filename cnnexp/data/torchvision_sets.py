@@ -12,22 +12,22 @@ from cnnexp.data.registry import DATASETS
 from cnnexp.errors import BadInput
 from cnnexp.schema import DataCfg
 
-_CLASSES = {"cifar10", "cifar100", "mnist", "fashion_mnist", "svhn"}
+# MNIST and Fashion-MNIST are read from their IDX files by cnnexp.data.mnist
+_CLASSES = {"cifar10", "cifar100", "svhn"}
 
 
-def _open(name: str, cfg: DataCfg):  # -> torchvision dataset
+def _open(name: str, cfg: DataCfg, train: bool = True):  # -> torchvision dataset
     import torchvision.datasets as tvd
 
     root = Path(cfg.root or "./data").expanduser()
     if not cfg.download and not root.is_dir():
         raise BadInput(f"data.root '{root}' does not exist (put {name} there or set "
                        f"data.download=true)")
-    make = {"cifar10": tvd.CIFAR10, "cifar100": tvd.CIFAR100, "mnist": tvd.MNIST,
-            "fashion_mnist": tvd.FashionMNIST}
+    make = {"cifar10": tvd.CIFAR10, "cifar100": tvd.CIFAR100}
     try:
         if name == "svhn":
-            return tvd.SVHN(str(root), split="train", download=cfg.download)
-        return make[name](str(root), train=True, download=cfg.download)
+            return tvd.SVHN(str(root), split="train" if train else "test", download=cfg.download)
+        return make[name](str(root), train=train, download=cfg.download)
     except (OSError, RuntimeError) as exc:  # URLError is an OSError; MNIST wraps it in one
         if cfg.download:
             raise BadInput(f"cannot download {name} into '{root}' ({_reason(exc)}): check the "
@@ -54,16 +54,22 @@ def _to_uint8_nchw(data: object) -> torch.Tensor:
     return x.contiguous()  # SVHN already N,C,H,W
 
 
+def _arrays(ds: object) -> tuple[torch.Tensor, torch.Tensor]:
+    x = _to_uint8_nchw(ds.data)  # type: ignore[attr-defined]
+    y = torch.as_tensor(np.asarray(ds.targets if hasattr(ds, "targets")
+                                   else ds.labels)).long()  # type: ignore[attr-defined]
+    return x, y
+
+
 def _builder(name: str):
     def build(cfg: DataCfg) -> DataBundle:
         ds = _open(name, cfg)
-        x = _to_uint8_nchw(ds.data)
-        y = torch.as_tensor(np.asarray(getattr(ds, "targets", None) if hasattr(ds, "targets")
-                                       else ds.labels)).long()
+        x, y = _arrays(ds)
+        test = _arrays(_open(name, cfg, train=False))  # the official test split
         classes = list(getattr(ds, "classes", [str(i) for i in range(int(y.max()) + 1)]))
         return from_arrays(name, x, y, [str(c) for c in classes],
                            val_fraction=cfg.val_fraction, split_seed=cfg.split_seed,
-                           resize=cfg.resize, subset=cfg.subset,
+                           resize=cfg.resize, subset=cfg.subset, test=test,
                            source=f"torchvision.datasets:{name}@{ds.root}")
     return build
 

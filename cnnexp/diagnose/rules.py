@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cnnexp.errors import BadInput, did_you_mean, validation_message
 
-DIAGNOSES = ("overfitting", "underfitting", "not_converged", "unstable", "healthy")
+DIAGNOSES = ("overfitting", "underfitting", "not_converged", "unstable", "healthy",
+             "unvalidated")
 
 
 class Thresholds(BaseModel):
@@ -109,6 +110,12 @@ def diagnose(history: Sequence[Mapping[str, float]], *, status: str = "completed
     n = len(history)
     if n == 0:
         return _make("not_converged", "no epoch finished: nothing to read", {"epochs": 0}, 0)
+    if status != "diverged" and all(_finite(x) for x in tl) and \
+            not any(_finite(x) for x in vl + va):
+        return _make("unvalidated", "no validation split (a final run on train+val): the "
+                     "curves cannot show over- or underfitting; the decisions were made on the "
+                     "runs before it", {"epochs": n, "train_loss": _r(tl[-1]),
+                                        "train_acc": _r(ta[-1])}, n)
     bad = next((i for i in range(n) if not (_finite(tl[i]) and _finite(vl[i]))), None)
     if status == "diverged" or bad is not None:
         ep = (bad if bad is not None else n - 1) + 1
@@ -232,6 +239,9 @@ def remedies_for(kind: str, ev: Mapping[str, Any], epochs: int) -> tuple[list[st
             "Training longer: the spikes come from optimisation, not from too few epochs",
             "More regularisation or more data: neither stabilises the optimiser",
         ])
+    if kind == "unvalidated":
+        return (["Read the decisions from the validated runs (search, ablation) and the final "
+                 "figure from the test split (`--test`)"], [])
     return (["Nothing to fix: tune further (`cnnexp search`) or measure components "
              "(`cnnexp ablate`)"], [])
 

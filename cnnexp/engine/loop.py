@@ -44,7 +44,7 @@ class FitResult:
 
     @property
     def best_val_acc(self) -> float:
-        accs = [h["val_acc"] for h in self.history if math.isfinite(h["val_acc"])]
+        accs = [h["val_acc"] for h in self.history if math.isfinite(h.get("val_acc", math.nan))]
         return max(accs) if accs else float("nan")
 
     def summary(self) -> dict[str, float | int | str]:
@@ -93,6 +93,8 @@ def fit(recipe: Recipe, *, data: DataBundle | None = None, device: str | torch.d
         resume: dict | None = None) -> FitResult:
     """Train `recipe` for its epochs, evaluating each epoch. Stops early on divergence (non-finite
     or exploding loss), on early-stopping patience, or when a callback sets `state.stop`.
+    Data without a validation split (a final run on train+val) trains for every epoch with no
+    val metrics, no best epoch and no early stopping.
     `resume` is a checkpoint from cnnexp.engine.checkpoint: training continues after its epoch
     with model, optimiser, schedule, progress and RNG state restored."""
     start = time.perf_counter()
@@ -109,6 +111,7 @@ def fit(recipe: Recipe, *, data: DataBundle | None = None, device: str | torch.d
     for cb in callbacks:
         cb.on_fit_start(state)
     status, reason = "completed", ""
+    validated = data.n_val > 0
     for epoch in range(state.epoch + 1, recipe.train.epochs + 1):
         state.epoch = epoch
         t0 = time.perf_counter()
@@ -116,7 +119,8 @@ def fit(recipe: Recipe, *, data: DataBundle | None = None, device: str | torch.d
         progress.train_seconds += time.perf_counter() - t0
         progress.images += int(train.pop("train_images"))
         diverged = is_diverged(train["train_loss"], data.num_classes)
-        val = {"val_loss": math.nan, "val_acc": math.nan} if diverged else trainer.evaluate()
+        val = {"val_loss": math.nan, "val_acc": math.nan} if diverged else \
+            trainer.evaluate() if validated else {}
         metrics = {"epoch": epoch, **train, **val, "lr": trainer.schedule.lr,
                    "epoch_seconds": time.perf_counter() - t0}
         state.history.append(metrics)
@@ -124,13 +128,14 @@ def fit(recipe: Recipe, *, data: DataBundle | None = None, device: str | torch.d
             status, reason = "diverged", (f"training loss {train['train_loss']:.3g} in epoch "
                                           f"{epoch} (non-finite or > {DIVERGED_FACTOR} x ln C)")
         else:
-            trainer.schedule.epoch_end(val["val_loss"])
-            progress.update(epoch, val, trainer.eval_model)
+            trainer.schedule.epoch_end(val.get("val_loss", math.nan))
+            if validated:
+                progress.update(epoch, val, trainer.eval_model)
         for cb in callbacks:
             cb.on_epoch_end(state, metrics)
         if diverged:
             break
-        if recipe.reg.patience and progress.since_improved >= recipe.reg.patience:
+        if validated and recipe.reg.patience and progress.since_improved >= recipe.reg.patience:
             status = "early_stopped"
             reason = f"val_loss not improved for {progress.since_improved} epochs"
             break

@@ -29,6 +29,9 @@ SPEC_KEYS = ("low", "high", "log", "choices")
 class StageCfg(Strict):
     trials: int = Field(ge=1, le=100000)
     epochs: int = Field(ge=1, le=100000)
+    # train each trial on at most this many training examples (a cheap coarse stage); the
+    # validation split, and so the comparison, stays the full one
+    subset: int | None = Field(None, ge=2)
     sampler: str = "random"
     pruner: str = "none"
     # a later stage's ranges span the top_k best trials of the stage before it, padded by
@@ -59,6 +62,7 @@ class StagePlan:
     top_k: int
     margin: float
     seed: int
+    subset: int | None = None
 
 
 @dataclass
@@ -285,7 +289,8 @@ def build_plan(ref: str | None, overrides: list[str], *, stages: str | None = No
     plans = [StagePlan(n, counts.get(n, cfg.stages[n].trials), cfg.stages[n].epochs,
                        cfg.stages[n].sampler, cfg.stages[n].pruner, cfg.stages[n].top_k,
                        cfg.stages[n].margin,
-                       cfg.stages[n].seed if cfg.stages[n].seed is not None else cfg.seed + i)
+                       cfg.stages[n].seed if cfg.stages[n].seed is not None else cfg.seed + i,
+                       cfg.stages[n].subset)
              for i, n in enumerate(names)]
     bounds = {p: schema_bound(p) for p, v in space.items() if isinstance(v, Range)}
     fp = fingerprint(recipe, cfg, space, direction)
@@ -304,8 +309,10 @@ def fingerprint(recipe: Recipe, cfg: SearchCfg, space: Space, direction: str) ->
     return hashlib.sha256(blob.encode()).hexdigest()[:8]
 
 
-def trial_recipe(plan: Plan, params: dict[str, Any], epochs: int) -> Recipe:
-    """The base recipe with a trial's parameters (component swaps composed, fields set)."""
+def trial_recipe(plan: Plan, params: dict[str, Any], epochs: int,
+                 subset: int | None = None) -> Recipe:
+    """The base recipe with a trial's parameters (component swaps composed, fields set), its
+    stage's epochs and, for a trial, its stage's training subset."""
     swaps = [f"{g}={params[g]}" for g in GROUPS if g in params]
     tree = compose(plan.ref, [*plan.overrides, *swaps])
     tree.pop("search", None)
@@ -315,4 +322,7 @@ def trial_recipe(plan: Plan, params: dict[str, Any], epochs: int) -> Recipe:
                      and isinstance(plan.space[path], Range) and plan.space[path].integer
                      else value)
     set_path(tree, "train.epochs", epochs)
+    if subset is not None:
+        own = (tree.get("data") or {}).get("subset")
+        set_path(tree, "data.subset", min(subset, own) if own else subset)
     return validate(tree)

@@ -54,7 +54,7 @@ class StageResult:
                 "best_trial": best.number if best else None,
                 "ranges": {p: v.to_dict() for p, v in self.space.items()},
                 "edge_warnings": self.edge_warnings, "epochs": self.plan.epochs,
-                "requested": c.requested, "retried": c.retried}
+                "subset": self.plan.subset, "requested": c.requested, "retried": c.retried}
 
 
 def collect(storage: BaseStorage, plan: Plan) -> list[StageResult]:
@@ -93,6 +93,7 @@ def rows(results: list[StageResult]) -> list[dict[str, Any]]:
                         "name": t.user_attrs.get(A.NAME, ""),
                         "state": t.state.name.lower(), "value": t.value,
                         "counted": t.number not in gone, "epochs": r.plan.epochs,
+                        "subset": r.plan.subset,
                         **{f"params.{p}": t.params.get(p) for p in r.space},
                         "reason": t.user_attrs.get(A.REASON) or why.get(t.number, ""),
                         "diagnosis": t.user_attrs.get(A.DIAGNOSIS, ""),

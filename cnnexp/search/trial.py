@@ -127,7 +127,7 @@ def run_trial(ctx: TrialContext, trial_id: int) -> str:
     trial = optuna.trial.Trial(study, trial_id)
     params = suggest(trial, ctx.space)
     name = trial_name(ctx.stage.name, number, params)
-    recipe = trial_recipe(ctx.plan, params, ctx.stage.epochs)
+    recipe = trial_recipe(ctx.plan, params, ctx.stage.epochs, ctx.stage.subset)
     tags = {T.STAGE: ctx.stage.name, T.TRIAL: number, T.STUDY: study.study_name}
     retry = frozen.system_attrs.get("failed_trial")
     if retry is not None:

@@ -24,6 +24,11 @@ STATUS = "cnnexp.status"  # the engine's outcome: completed | early_stopped | di
 REASON = "cnnexp.reason"
 DIAGNOSIS = "diagnosis"  # short on purpose: it is a column in the MLflow runs table
 
+# the final evaluation (train --test / --refit)
+TESTED_WEIGHTS = "cnnexp.tested_weights"
+TEST_SPLIT = "cnnexp.test_split"
+REFIT = "cnnexp.refit"  # trained on train+val, no validation split
+
 # sanity
 CHECK = "cnnexp.check"
 VERDICT = "cnnexp.verdict"

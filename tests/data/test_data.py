@@ -17,8 +17,9 @@ from cnnexp.schema import AugCfg
 def test_digits_is_embedded_split_and_normalised() -> None:
     data = build_data(load_recipe("digits"))
     assert data.train_x.dtype == torch.uint8 and data.train_x.shape[1:] == (1, 8, 8)
-    assert data.n_train + data.n_val == 1797
-    assert abs(data.n_val - 0.2 * 1797) < 10
+    # 20% held out as the test split first, then 20% of the rest is validation
+    assert data.n_train + data.n_val + data.n_test == 1797 and data.n_test == 359
+    assert abs(data.n_val - 0.2 * (1797 - 359)) < 10
     assert set(data.train_y.tolist()) == set(range(10)) == set(data.val_y.tolist())
     x = (data.train_x.float() / 255 - data.mean.view(1, -1, 1, 1)) / data.std.view(1, -1, 1, 1)
     assert abs(float(x.mean())) < 1e-3 and abs(float(x.std()) - 1) < 1e-2

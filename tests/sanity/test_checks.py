@@ -214,7 +214,7 @@ def test_overfit_rejects_a_tiny_set_larger_than_the_data(digits) -> None:
 # --- lr-range and the check list ---------------------------------------------------------
 
 def test_lr_range_check_suggests_an_override(digits) -> None:
-    r = run_check("lr-range", ctx(digits, lr_range={"num_steps": 30}))
+    r = run_check("lr-range", ctx(digits, lr_range={"num_steps": 40}))
     assert r.status in ("pass", "warn")
     assert r.fields["suggested_lr"] > 0 and set(r.fields["suggestions"]) <= \
         {"valley", "steepest", "min/10"}
