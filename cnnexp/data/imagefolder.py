@@ -1,4 +1,8 @@
-"""Users' own images: a folder with one sub-folder per class, read from disk by a DataLoader."""
+"""Users' own images: a folder with one sub-folder per class, read from disk by a DataLoader.
+
+`data.path` holding `train/` and `test/` (each with the class folders) uses `test/` as the
+held-out test split; otherwise data.test_fraction of the images is held out (stratified,
+fixed seed) before the train/val split."""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from cnnexp.data.bundle import DataBundle, stratified_split
+from cnnexp.data.bundle import TEST_SPLIT_SEED, DataBundle, HeldOut, stratified_split
 from cnnexp.data.registry import DATASETS
 from cnnexp.errors import BadInput
 from cnnexp.schema import DataCfg
@@ -85,13 +89,42 @@ def _check_images(files: list[Path]) -> tuple[int, str]:
     return found[0]
 
 
+def _official_test(root: Path, classes: list[str]) -> tuple[list[Path], list[int]]:
+    """The files of root/test/ labelled by root/train/'s classes."""
+    files, labels, names = _scan(root / "test")
+    unknown = [n for n in names if n not in classes]
+    if unknown:
+        raise BadInput(f"data.path '{root}': test/ has class folder '{unknown[0]}' that train/ "
+                       f"does not have (train classes: {', '.join(classes[:8])})")
+    _check_images(files)
+    return files, [classes.index(names[k]) for k in labels]
+
+
 @DATASETS.register("imagefolder")
 def imagefolder(cfg: DataCfg) -> DataBundle:
-    files, labels, classes = _scan(Path(cfg.path or ".").expanduser())
+    root = Path(cfg.path or ".").expanduser()
+    split_folders = (root / "train").is_dir() and (root / "test").is_dir()
+    files, labels, classes = _scan(root / "train" if split_folders else root)
     width, mode = _check_images(files)
     size = cfg.resize or width
     channels = 1 if mode in ("L", "1", "I;16") else 3
     y = torch.tensor(labels)
+    if split_folders:
+        test_files, test_labels = _official_test(root, classes)
+        origin = "the test/ folder"
+    else:
+        keep = torch.arange(len(files))
+        test_idx = keep[:0]
+        if cfg.test_fraction > 0:
+            keep, test_idx = stratified_split(y, cfg.test_fraction, TEST_SPLIT_SEED)
+            keep = keep.sort().values
+        test_files = [files[i] for i in test_idx.tolist()]
+        test_labels = [labels[i] for i in test_idx.tolist()]
+        files, labels = [files[i] for i in keep.tolist()], [labels[i] for i in keep.tolist()]
+        y = torch.tensor(labels)
+        origin = (f"held out {cfg.test_fraction:.0%} (stratified, fixed seed)"
+                  if cfg.test_fraction > 0 else "none (data.test_fraction=0)")
+    held = HeldOut(dataset=ImageFiles(test_files, test_labels, size, channels), origin=origin)
     train_idx, val_idx = stratified_split(y, cfg.val_fraction, cfg.split_seed)
     if cfg.subset:
         train_idx = train_idx[: cfg.subset]
@@ -103,6 +136,6 @@ def imagefolder(cfg: DataCfg) -> DataBundle:
 
     mean, std = channel_stats(sample)
     return DataBundle(name="imagefolder", classes=classes, mean=mean, std=std, channels=channels,
-                      image_size=size, train_set=train_set, val_set=val_set,
-                      source=f"imagefolder:{Path(cfg.path or '.').resolve()}",
+                      image_size=size, train_set=train_set, val_set=val_set, held_out=held,
+                      source=f"imagefolder:{root.resolve()}",
                       extra={"num_workers": cfg.num_workers})

@@ -151,8 +151,25 @@ def test_imagefolder_decodes_every_file_once_when_built(tmp_path) -> None:
         _write_image(tmp_path / "dogs" / f"{k}.png", "L", "PNG")
     data = build_data(load_recipe("digits", ["data=imagefolder", f"data.path={tmp_path}",
                                              "data.resize=8", "data.num_workers=0"]))
-    assert data.classes == ["cats", "dogs"] and data.n_train + data.n_val == 6
+    assert data.classes == ["cats", "dogs"] and data.n_train + data.n_val + data.n_test == 6
+    assert data.n_test == 2 and "held out 20%" in data.test_origin
     jpeg = (tmp_path / "cats" / "0.jpg").read_bytes()
     (tmp_path / "cats" / "0.jpg").write_bytes(jpeg[: len(jpeg) // 2])
     with pytest.raises(BadInput, match=r"unreadable image .*cats/0\.jpg: image file is truncated"):
+        build_data(load_recipe("digits", ["data=imagefolder", f"data.path={tmp_path}"]))
+
+
+def test_imagefolder_uses_a_test_folder_as_the_test_split(tmp_path) -> None:
+    for split, n in (("train", 5), ("test", 2)):
+        for k in range(n):
+            _write_image(tmp_path / split / "cats" / f"{k}.png", "RGB", "PNG")
+            _write_image(tmp_path / split / "dogs" / f"{k}.png", "RGB", "PNG")
+    data = build_data(load_recipe("digits", ["data=imagefolder", f"data.path={tmp_path}",
+                                             "data.num_workers=0"]))
+    assert data.classes == ["cats", "dogs"] and data.n_train + data.n_val == 10
+    assert data.n_test == 4 and data.test_origin == "the test/ folder"
+    labels = [int(data.test().dataset[i][1]) for i in range(4)]
+    assert sorted(labels) == [0, 0, 1, 1]
+    _write_image(tmp_path / "test" / "birds" / "0.png", "RGB", "PNG")
+    with pytest.raises(BadInput, match="test/ has class folder 'birds' that train/ does not"):
         build_data(load_recipe("digits", ["data=imagefolder", f"data.path={tmp_path}"]))
