@@ -168,18 +168,27 @@ def _read_text(path: Path) -> str:
     return raw.decode("utf-8")
 
 
+def _shown(path: Path) -> str:
+    """A path as the user would type it: relative to the working directory when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve())) if path.is_absolute() \
+            else str(path)
+    except ValueError:
+        return str(path)
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = load_yaml_text(_read_text(path))
     except YamlRefused as exc:
-        where = f"{path}:{exc.line}" if exc.line else str(path)
+        where = f"{_shown(path)}:{exc.line}" if exc.line else _shown(path)
         raise BadInput(f"{where}: {exc.problem}") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        where = f"{_shown(path)}:{mark.line + 1}" if mark else _shown(path)
         raise BadInput(f"malformed YAML in {where}: {exc.problem}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise BadInput(f"malformed YAML in {path}: {exc}") from None
+        raise BadInput(f"malformed YAML in {_shown(path)}: {exc}") from None
     except OSError as exc:
         raise BadInput(f"cannot read {path}: {exc.strerror}") from None
     if data is None:

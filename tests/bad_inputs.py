@@ -32,6 +32,48 @@ def _imagefolder(extra: dict[str, str | bytes]) -> dict[str, str | bytes]:
             "imgs/b/2.png": good, **extra}
 
 
+def _truncated_jpeg() -> bytes:
+    """A JPEG cut in half: Pillow opens and verifies it; only decoding finds the missing data."""
+    from io import BytesIO
+
+    import numpy as np
+    from PIL import Image
+
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    buf = BytesIO()
+    Image.fromarray(noise).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()[: len(buf.getvalue()) // 2]
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims width x height pixels (a decompression bomb's shape)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+            + chunk(b"IEND", b""))
+
+
+def _torch_saved(obj: object = None) -> bytes:
+    """torch.save bytes of `obj` (None: a plain tensor)."""
+    from io import BytesIO
+
+    import torch
+
+    buf = BytesIO()
+    torch.save(torch.zeros(3) if obj is None else obj, buf)
+    return buf.getvalue()
+
+
+# nine levels of ten aliases each: 10**9 values once expanded, 300 bytes on disk
+ALIAS_BOMB = "defaults: {data: digits}\nsearch:\n  l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"  l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]\n" for i in range(1, 9))
+
+
 CASES: list[Case] = [
     Case("yaml-syntax", "malformed YAML (with file and line)", ("train", "bad.yaml"),
          "malformed YAML in bad.yaml:2", {"bad.yaml": "defaults: {data: digits}\ntrain: {epochs: 2]\nopt: {}\n"}),
@@ -41,6 +83,41 @@ CASES: list[Case] = [
          "malformed YAML", {"evil.yaml": "name: !!python/object/apply:os.system [ls]\n"}),
     Case("yaml-binary", "a binary file as recipe", ("train", "blob.yaml"),
          "malformed YAML", {"blob.yaml": b"\xff\xfe\x00\x01"}),
+    Case("yaml-alias-bomb", "YAML alias bomb (billion laughs) in a recipe", ("train", "bomb.yaml"),
+         "values once its aliases (*name) are expanded", {"bomb.yaml": ALIAS_BOMB}),
+    Case("yaml-alias-bomb-show", "alias bomb under `recipes show`", ("recipes", "show", "bomb.yaml"),
+         "values once its aliases (*name) are expanded", {"bomb.yaml": ALIAS_BOMB}),
+    Case("yaml-alias-bomb-in-train", "alias bomb referenced as train.epochs",
+         ("train", "b.yaml"), "values once its aliases (*name) are expanded",
+         {"b.yaml": ALIAS_BOMB + "train: {epochs: *l8}\n"}),
+    Case("yaml-recursive-alias", "an alias inside its own anchor (circular)",
+         ("recipes", "show", "search=&a {x: *a}"), "used inside its own anchor"),
+    Case("yaml-too-large", "a recipe file over the size limit", ("train", "huge.yaml"),
+         "huge.yaml is larger than 128 KiB",
+         {"huge.yaml": "defaults: {data: digits}\n" + "# padding\n" * 20_000}),
+    Case("yaml-too-deep", "nesting deeper than any recipe needs", ("train", "deep.yaml"),
+         "nested more than 32 levels deep", {"deep.yaml": "search: " + "[" * 3000 + "]" * 3000}),
+    Case("yaml-duplicate-key", "a key given twice in a recipe (the last would silently win)",
+         ("train", "dup.yaml"), "dup.yaml:3: duplicate key 'opt' (first on line 2)",
+         {"dup.yaml": "defaults: {data: digits}\nopt: {lr: 0.1}\nopt: {lr: 0.5}\n"}),
+    Case("yaml-duplicate-override-key", "a key given twice inside an override's value",
+         ("train", "opt={lr: 0.1, lr: 0.5}"), "duplicate key 'lr'"),
+    Case("yaml-non-text-key", "a number as a defaults group", ("train", "k.yaml"),
+         "k.yaml:1: key '1' is not text", {"k.yaml": "defaults: {1: digits}\n"}),
+    Case("global-non-text-key", "a number as a key in a component's _global_",
+         ("train", "reg=odd"), "error: recipes/reg/odd.yaml:1: key '1' is not text",
+         {"recipes/reg/odd.yaml": "_global_: {1: 2}\n"}),
+    Case("recipe-empty", "an empty recipe file (an empty spec is refused too)", ("train", "e.yaml"),
+         "recipe 'e.yaml' is empty", {"e.yaml": "# nothing yet\n"}),
+    Case("recipe-null", "a recipe file holding only null", ("train", "n.yaml"),
+         "recipe 'n.yaml' is empty", {"n.yaml": "null\n"}),
+    Case("recipe-is-folder", "a folder named like a recipe file", ("train", "x.yaml"),
+         "x.yaml is a folder, not a recipe file", {"x.yaml/.keep": ""}),
+    Case("recipe-path-with-equals", "a recipe path with '=' that does not exist",
+         ("recipes", "show", "r/a=b.yaml"), "looks like a recipe path, not an override"),
+    Case("override-defaults", "setting defaults.GROUP instead of swapping the group",
+         ("recipes", "show", "defaults.arch=vgg"), "defaults cannot be set; swap a component "
+         "with group=name, e.g. arch=vgg"),
     Case("defaults-not-mapping", "defaults given as a list", ("train", "d.yaml"),
          "'defaults' must map groups", {"d.yaml": "defaults: [digits]\n"}),
     Case("defaults-unknown-group", "defaults naming an unknown group", ("train", "g.yaml"),
@@ -78,6 +155,22 @@ CASES: list[Case] = [
          "invalid value for 'train.epochs'"),
     Case("range-val-fraction", "validation fraction of 1", ("train", "data.val_fraction=1"),
          "invalid value for 'data.val_fraction'"),
+    Case("range-infinite-lr", "infinite learning rate", ("train", "opt.lr=inf"),
+         "invalid value for 'opt.lr': Input should be a finite number"),
+    Case("range-seed-huge", "--seed above 2**63", ("train", "--seed", "99999999999999999999"),
+         "invalid value for 'train.seed': Input should be less than or equal to 4294967295"),
+    Case("range-split-seed-huge", "data.split_seed above 2**32",
+         ("train", "data.split_seed=18446744073709551616"),
+         "invalid value for 'data.split_seed': Input should be less than or equal to 4294967295"),
+    Case("range-betas", "Adam betas outside [0, 1)", ("train", "opt=adam", "opt.betas=[2,-5]"),
+         "opt.betas must be two decay rates in [0, 1), e.g. [0.9, 0.999]"),
+    Case("range-vgg-stages", "negative and zero convs per VGG stage",
+         ("train", "arch=vgg", "arch.stages=[-1,0]"), "arch.stages counts convs per stage"),
+    Case("name-empty", "an empty recipe name", ("train", "n.yaml"),
+         "invalid value for 'name': Value error, a name must be 1 to 128 printable characters",
+         {"n.yaml": "name: ''\ndefaults: {data: digits}\n"}),
+    Case("name-too-long", "a recipe name over the 128-character limit", ("train", "name=" + "x" * 129),
+         "a name must be 1 to 128 printable characters (got 'xxxx"),
     Case("choice-unknown", "unknown choice for a literal field", ("train", "arch.norm=bn"),
          "invalid value for 'arch.norm'"),
     Case("inverted-scale", "inverted augmentation range", ("train", "aug.scale=[1.2,0.8]"),
@@ -93,6 +186,18 @@ CASES: list[Case] = [
     Case("zoo-weights-corrupt", "corrupt weights file",
          ("train", "arch=zoo", "arch.weights_path=w.pt"), "cannot load weights from w.pt",
          {"w.pt": b"not a checkpoint"}),
+    Case("zoo-weights-tensor", "a weights file holding one tensor, not a state_dict",
+         ("train", "arch=zoo", "arch.weights_path=t.pt"),
+         "t.pt is not a state_dict of tensors (it holds a Tensor)", {"t.pt": _torch_saved()}),
+    Case("zoo-weights-list", "a weights file holding a list",
+         ("train", "arch=zoo", "arch.weights_path=l.pt"),
+         "l.pt is not a state_dict of tensors (it holds a list)", {"l.pt": _torch_saved([1, 2])}),
+    Case("zoo-vit-small-images", "a ViT (224x224 only) on 8x8 images",
+         ("train", "arch=zoo", "arch.zoo_model=vit_b_16"),
+         "arch.zoo_model 'vit_b_16' cannot run on 8x8 images (Wrong image height! Expected 224"),
+    Case("batchnorm-batch-of-one", "BatchNorm with train.batch_size=1 on 1x1 feature maps",
+         ("train", "arch=vgg", "train.batch_size=1"),
+         "train.batch_size=1 cannot train arch 'vgg': its BatchNorm layer"),
     Case("device-unknown", "unknown device", ("train", "--device", "tpu"),
          "unknown device 'tpu' (valid: auto, cpu, cuda, cuda:N, mps)"),
     Case("device-cuda-missing", "CUDA asked for on a machine without it",
@@ -107,6 +212,17 @@ CASES: list[Case] = [
          "holds no images", {"e/a/.keep": "", "e/b/.keep": ""}),
     Case("imagefolder-corrupt", "corrupt image", ("train", "data=imagefolder", "data.path=imgs"),
          "unreadable image imgs/a/bad.png", _imagefolder({"imgs/a/bad.png": CORRUPT_PNG})),
+    Case("imagefolder-truncated-jpeg", "truncated JPEG (verifies, fails only when decoded)",
+         ("train", "data=imagefolder", "data.path=imgs"),
+         "unreadable image imgs/a/cut.jpg: image file is truncated",
+         _imagefolder({"imgs/a/cut.jpg": _truncated_jpeg()})),
+    Case("imagefolder-decompression-bomb", "PNG whose header claims 30000x30000 pixels",
+         ("train", "data=imagefolder", "data.path=imgs"),
+         "image imgs/b/huge.png is too large: Image size (900000000 pixels) exceeds limit",
+         _imagefolder({"imgs/b/huge.png": _png_claiming(30000, 30000)})),
+    Case("imagefolder-empty-class", "one class folder without images",
+         ("train", "data=imagefolder", "data.path=imgs"),
+         "class folder 'c' holds no images", _imagefolder({"imgs/c/notes.txt": "todo"})),
     Case("shapes-too-many-classes", "more shape classes than exist",
          ("train", "shapes", "data.num_classes=500"), "shapes supports at most 60 classes"),
     Case("resume-unknown-run", "resume of a run that does not exist",
@@ -137,6 +253,12 @@ CASES: list[Case] = [
          "ablation spec 'empty.yaml' is empty", {"empty.yaml": ""}),
     Case("ablate-no-arms", "ablation spec without arms", ("ablate", "--spec", "noarms.yaml"),
          "needs at least one arm", {"noarms.yaml": "baseline: digits\narms: {}\n"}),
+    Case("ablate-duplicate-arm", "two ablation arms with one label (one would vanish)",
+         ("ablate", "--spec", "twice.yaml"), "twice.yaml:4: duplicate key 'x' (first on line 3)",
+         {"twice.yaml": "baseline: digits\narms:\n  x: {opt.lr: 0.1}\n  x: {opt.lr: 0.2}\n"}),
+    Case("ablate-alias-bomb", "alias bomb in an ablation spec", ("ablate", "--spec", "bomb.yaml"),
+         "values once its aliases (*name) are expanded",
+         {"bomb.yaml": ALIAS_BOMB.replace("defaults: {data: digits}\nsearch:", "overrides:")}),
     Case("ablate-unknown-arm-key", "mistyped key in an ablation arm",
          ("ablate", "--spec", "arms.yaml"),
          "arm 'no wd': unknown key 'opt.weight_decy' (did you mean 'opt.weight_decay'?)",
@@ -170,7 +292,23 @@ def _markdown() -> str:
         command = " ".join(["cnnexp", *case.args]).replace("|", "\\|")
         lines.append(f"| {i} | {case.what} (`{case.id}`) | `{command}` | {res.exit_code} | "
                      f"{message} |")
+    lines += ["", "Cases that need more than files to set up are tests of their own:", "",
+              *[f"- {what} (`{test}`)" for test, what in OTHER_TESTS]]
     return "\n".join(lines) + "\n"
+
+
+# bad input tested outside the table (a network to take away, properties over many inputs)
+OTHER_TESTS = [
+    ("tests/test_bad_inputs.py::test_download_offline_is_bad_input",
+     "`data.download=true` without a network: exit 2, one line, no run"),
+    ("tests/data/test_data.py::test_download_offline_is_bad_input",
+     "the same for CIFAR-10 and SVHN when building the data"),
+    ("tests/test_recipe.py::test_alias_bomb_is_refused_before_it_expands",
+     "10**12 values of aliases refused in under a second"),
+    ("tests/test_recipe.py::test_size_limit_reads_no_more_than_it_needs", "a 50 MB recipe"),
+    ("tests/test_recipe_fuzz.py", "random overrides, recipe files, `defaults` and `_global_` "
+     "keys: a recipe or one line of bad input, never a traceback"),
+]
 
 
 if __name__ == "__main__":

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.bad_inputs import CASES
-from tests.conftest import run_case
+from tests.bad_inputs import CASES, Case
+from tests.conftest import CliResult, run_case
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,7 +20,26 @@ def test_catalogue_is_large_and_unique() -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input(case, tmp_path: Path) -> None:
-    res = run_case(case, tmp_path)
+    assert_bad_input(case, run_case(case, tmp_path), tmp_path)
+
+
+def test_download_offline_is_bad_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """data.download=true without a network: one line and exit 2, not a URLError traceback."""
+    import urllib.error
+    import urllib.request
+
+    def offline(*args: object, **kwargs: object) -> None:
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    case = Case("download-offline", "data.download=true without a network",
+                ("train", "cifar10_resnet20", "data.root=dl", "data.download=true"),
+                "cannot download cifar10 into 'dl' ([Errno -3] Temporary failure in name "
+                "resolution): check the network, or put the files there")
+    assert_bad_input(case, run_case(case, tmp_path), tmp_path)
+
+
+def assert_bad_input(case: Case, res: CliResult, tmp_path: Path) -> None:
     assert res.exit_code == 2, (res.stdout, res.stderr)
     assert case.expect in res.stderr
     lines = res.stderr.strip().splitlines()
