@@ -133,8 +133,8 @@ class _Budget:
             n, h = self.visit(child, depth + 1)
             values, height = values + n, max(height, h + 1)
             if values > MAX_YAML_VALUES:
-                raise YamlRefused(f"more than {MAX_YAML_VALUES:,} values once its aliases "
-                                  "(*name) are expanded", node)
+                raise YamlRefused(f"more than {MAX_YAML_VALUES:,} values, each alias (*name) "
+                                  "counted as a copy", node)
         return values, height
 
 

@@ -118,7 +118,7 @@ def test_alias_bomb_is_refused_before_it_expands() -> None:
     levels = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
         f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 12))
     start = time.perf_counter()
-    with pytest.raises(YamlRefused, match="once its aliases"):
+    with pytest.raises(YamlRefused, match=r"each alias .* counted as a copy"):
         load_yaml_text(levels)  # 10**12 values if expanded
     assert time.perf_counter() - start < 1.0
 
