@@ -53,6 +53,7 @@ def test_decisions_never_read_the_test_split(cli, sealed: list[str]) -> None:
               "30", "--json")
     assert res.exit_code in (0, 1), res.stderr
     res = cli("search", *SMALL, "search.stages.coarse.epochs=1", "search.stages.fine.epochs=1",
+              "search.confirm.seeds=2", "search.confirm.epochs=1",
               "--trials", "2", "--json")
     assert res.exit_code == 0, res.stderr
     res = cli("ablate", *SMALL, "--seeds", "1", "--json")

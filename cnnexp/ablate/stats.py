@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import math
 import statistics
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from cnnexp.diagnose.rules import consensus
+from cnnexp.noise import mean_std, verdict, welch_p
+
+__all__ = ["REFERENCE", "Row", "SeedResult", "mean_std", "summarize", "verdict", "welch_p"]
 
 REFERENCE = "reference"
 
@@ -63,40 +65,6 @@ class Row:
     lr: float | None = None
     values: list[float] = field(default_factory=list)
     diagnosis: str = ""  # the seeds' learning-curve verdicts, e.g. "healthy", "overfitting 2/3"
-
-
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (n - 1); std is NaN below two values."""
-    vals = [float(v) for v in values]
-    if not vals:
-        return math.nan, math.nan
-    mean = statistics.fmean(vals)
-    return mean, statistics.stdev(vals) if len(vals) > 1 else math.nan
-
-
-def welch_p(a: Sequence[float], b: Sequence[float]) -> float:
-    """Two-sided Welch t-test p-value; NaN with fewer than 2 values on a side. Two constant
-    samples: 1.0 if they are equal, else 0.0 (scipy would give NaN / a warning)."""
-    if len(a) < 2 or len(b) < 2:
-        return math.nan
-    (ma, sa), (mb, sb) = mean_std(a), mean_std(b)
-    if sa == 0 and sb == 0:
-        return 1.0 if ma == mb else 0.0
-    from scipy import stats
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        p = float(stats.ttest_ind(list(a), list(b), equal_var=False).pvalue)
-    return p
-
-
-def verdict(delta: float, p_value: float, higher_is_better: bool = True,
-            alpha: float = 0.05) -> str:
-    if not (math.isfinite(p_value) and math.isfinite(delta)):
-        return "n/a"
-    if p_value >= alpha or delta == 0:
-        return "within noise"
-    return "helps" if (delta > 0) == higher_is_better else "hurts"
 
 
 def _mean(values: Sequence[float]) -> float:

@@ -38,6 +38,16 @@ def search(args: Args = None,
                     "outputs/search/STUDY).")] = None,
            track: Annotated[bool, typer.Option(help="Track in MLflow (--no-track: don't).")]
            = True,
+           confirm: Annotated[bool, typer.Option(
+               help="After the last stage, retrain the best configuration and the recipe over "
+                    "several seeds at the final budget and say whether search beat the recipe "
+                    "(--no-confirm: skip).")] = True,
+           confirm_seeds: Annotated[int | None, typer.Option(
+               "--confirm-seeds", help="Seeds per side in the confirming stage (default: the "
+                                       "recipe's search.confirm.seeds, 3).")] = None,
+           test: Annotated[bool, typer.Option(
+               "--test", help="Then evaluate the confirmed winner once on the held-out test "
+                              "split (the final figure).")] = False,
            json: Json = False, quiet: Quiet = False) -> None:
     """Coarse -> fine random search in log space (Optuna), tracked in MLflow.
 
@@ -54,6 +64,8 @@ def search(args: Args = None,
         cnnexp search shapes --devices cuda:0,cuda:1 --workers 2 --storage postgresql://h/db
 
         cnnexp search --resume                         # continue after Ctrl-C
+
+        cnnexp search fashion_mnist --test             # confirm, then the final test figure
     """
     from cnnexp.errors import CheckFailed
     from cnnexp.search import render
@@ -62,12 +74,15 @@ def search(args: Args = None,
     ref, overrides = split_args(args)
     opts = SearchOptions(stages=stages, trials=trials, study=study, storage=storage,
                          workers=workers, devices=devices, resume=resume,
-                         heartbeat=heartbeat, out=out, track=track)
+                         heartbeat=heartbeat, out=out, track=track, confirm=confirm,
+                         confirm_seeds=confirm_seeds, test=test)
     quiet_libraries()
     result = run_search(ref, overrides, opts, console=err, lines=not json and not quiet,
                         bar=show_progress(json, quiet))
     if json or quiet:
         render.warnings(result, err)
+    if quiet:
+        err.print(result["headline"], highlight=False, soft_wrap=True)
     if json:
         emit_json(result)
     elif not quiet:

@@ -11,7 +11,10 @@ AFTER = "cnnexp.after"  # the stage it was narrowed from
 RANGES = "cnnexp.ranges"
 NARROWING = "cnnexp.narrowing"
 AFTER_WARNINGS = "cnnexp.after_warnings"
+AFTER_SIGNAL = "cnnexp.after_signal"  # the previous stage's signal, as the narrowing read it
 SETUP_BY = "cnnexp.setup_by"  # the worker that created it (stale-lock diagnosis)
+SIGNAL = "cnnexp.signal"  # a finished stage's analysis (set by whoever narrows from it)
+CONFIRM = "cnnexp.confirm"  # the confirming stage's result (on the root study)
 READY = "cnnexp.ready"
 
 # trial
@@ -21,4 +24,8 @@ NAME = "cnnexp.name"
 REASON = "cnnexp.reason"
 SECONDS = "cnnexp.seconds"
 DIAGNOSIS = "cnnexp.diagnosis"
+SECOND = "cnnexp.second"  # the secondary metric at the trial's epoch: breaks exact ties
+EVAL_SIZE = "cnnexp.eval_size"  # validation examples: the noise of an accuracy
+CLASSES = "cnnexp.classes"  # the chance level is 1/classes
+LAST_LOSS = "cnnexp.last_train_loss"  # a loss stuck at ln C: nothing learned
 RETRY_REASON = "cnnexp.retry_reason"

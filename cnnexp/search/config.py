@@ -17,17 +17,18 @@ from pydantic import Field, ValidationError
 from cnnexp import metrics
 from cnnexp.errors import BadInput, did_you_mean, validation_message
 from cnnexp.recipe import available, compose, set_path, valid_keys, validate
-from cnnexp.schema import GROUPS, Recipe, Strict
+from cnnexp.schema import GROUPS, MAX_SEED, Recipe, Strict
 from cnnexp.search.narrow import Bound, Choice, Param, Range, Space
 
 SAMPLERS = ("random", "qmc", "tpe")
 PRUNERS = ("none", "median", "hyperband")
 METRICS = ("val_acc", "train_acc", "val_loss", "train_loss")  # what a stage may rank by
 SPEC_KEYS = ("low", "high", "log", "choices")
+MAX_TRIALS = 10_000  # per stage: more is a typo (and minutes of bookkeeping before any trial)
 
 
 class StageCfg(Strict):
-    trials: int = Field(ge=1, le=100000)
+    trials: int = Field(ge=1, le=MAX_TRIALS)
     epochs: int = Field(ge=1, le=100000)
     # train each trial on at most this many training examples (a cheap coarse stage); the
     # validation split, and so the comparison, stays the full one
@@ -38,7 +39,17 @@ class StageCfg(Strict):
     # margin x the old width on each side
     top_k: int = Field(5, ge=1)
     margin: float = Field(0.1, gt=0.0, le=1.0)
-    seed: int | None = Field(None, ge=0)  # default: search.seed + stage index
+    seed: int | None = Field(None, ge=0, le=MAX_SEED)  # default: search.seed + stage index
+
+
+class ConfirmCfg(Strict):
+    """The confirming stage after the last search stage: the best configuration and the
+    recipe as written, retrained over `seeds` seeds at the final budget, compared by Welch's
+    t-test. `epochs`: default the recipe's own train.epochs (the final budget)."""
+
+    seeds: int = Field(3, ge=1, le=100)
+    epochs: int | None = Field(None, ge=1, le=100000)
+    alpha: float = Field(0.05, gt=0.0, lt=1.0)
 
 
 class SearchCfg(Strict):
@@ -47,9 +58,10 @@ class SearchCfg(Strict):
     summary: Literal["best", "last"] = "best"  # a trial's value: best epoch or last epoch
     edge: float = Field(0.1, gt=0.0, lt=0.5)  # outer fraction of a range that counts as edge
     extend: float = Field(1.0, gt=0.0, le=10.0)  # decades past an edge (log ranges)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     space: dict[str, Any]
     stages: dict[str, StageCfg]
+    confirm: ConfirmCfg = Field(default_factory=ConfirmCfg)
 
 
 @dataclass(frozen=True)
@@ -81,6 +93,7 @@ class Plan:
     stages: list[StagePlan]
     fingerprint: str
     bounds: dict[str, Bound] = field(default_factory=dict)
+    confirm: ConfirmCfg = field(default_factory=ConfirmCfg)
     study: str = ""
     storage: str = ""
 
@@ -240,8 +253,8 @@ def parse_trials(text: str | None, names: list[str]) -> dict[str, int]:
         name, eq, count = part.rpartition("=") if "=" in part else ("", "", part)
         if eq and name not in names:
             raise BadInput(f"--trials: unknown stage '{name}'{did_you_mean(name, names)}")
-        if not count.isdigit() or int(count) < 1:
-            raise BadInput(f"--trials: '{part}' needs a positive whole number "
+        if not (count.isascii() and count.isdigit()) or not 1 <= int(count) <= MAX_TRIALS:
+            raise BadInput(f"--trials: '{part}' needs a positive whole number up to {MAX_TRIALS} "
                            "(e.g. --trials 8 or --trials coarse=8,fine=4)")
         for n in ([name] if eq else names):
             out[n] = int(count)
@@ -295,7 +308,7 @@ def build_plan(ref: str | None, overrides: list[str], *, stages: str | None = No
     bounds = {p: schema_bound(p) for p, v in space.items() if isinstance(v, Range)}
     fp = fingerprint(recipe, cfg, space, direction)
     return Plan(ref, list(overrides), recipe.name, cfg.metric, direction, cfg.summary, cfg.edge,
-                cfg.extend, space, plans, fp, bounds)
+                cfg.extend, space, plans, fp, bounds, cfg.confirm)
 
 
 def fingerprint(recipe: Recipe, cfg: SearchCfg, space: Space, direction: str) -> str:

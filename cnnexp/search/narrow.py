@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 Bound = tuple[float | None, float | None]  # the schema's valid [low, high] (None: unbounded)
+# at most this share of a range (t-space, so of a stage's trials) may lie past an old edge
+MAX_EXTENSION_SHARE = 0.25
+StandsOut = Callable[[str, str], bool]  # (path, side) -> the edge value beats the rest
 
 
 @dataclass(frozen=True)
@@ -112,21 +115,28 @@ def _clip(x: float, bound: Bound) -> float:
 
 def narrow_range(r: Range, values: Sequence[float], *, margin: float = 0.1,
                  side: str | None = None, extend: float = 1.0,
-                 bound: Bound = (None, None)) -> Range:
+                 bound: Bound = (None, None),
+                 max_share: float = MAX_EXTENSION_SHARE) -> Range:
     """The next stage's range: spans `values` (the top-k trials), padded by `margin` x the old
-    width on each side, clipped to the old range. On an edge `side` the range instead reaches
+    width on each side, clipped to the old range. On an edge `side` the range also reaches
     past the old edge: by `extend` decades for log ranges, by `extend`/2 x the old width for
-    linear ones; never beyond the schema `bound`."""
+    linear ones — but the part past the edge is at most `max_share` of the new range (so at
+    most that share of the next stage's trials is spent there); never beyond the schema
+    `bound`."""
     lo, hi = to_t(r.low, r.log), to_t(r.high, r.log)
     width = hi - lo
     ts = [to_t(v, r.log) for v in values]
     new_lo = max(lo, min(ts) - margin * width)
     new_hi = min(hi, max(ts) + margin * width)
     step = extend if r.log else extend * width / 2
+    # the part past the edge is at most max_share of the whole: step <= share/(1-share) x core
+    ratio = math.inf if max_share >= 1 else max_share / (1 - max_share)
     if side == "lower":
-        new_lo = lo - step
+        core = new_hi - lo
+        new_lo = lo - min(step, ratio * core)
     elif side == "upper":
-        new_hi = hi + step
+        core = hi - new_lo
+        new_hi = hi + min(step, ratio * core)
     low, high = from_t(new_lo, r.log), from_t(new_hi, r.log)
     if r.integer:
         low, high = float(math.floor(low + 1e-9)), float(math.ceil(high - 1e-9))
@@ -157,19 +167,47 @@ def narrow_choice(c: Choice, values: Sequence[Any]) -> Choice:
 class Narrowed:
     space: Space
     warnings: list[str]
-    changes: dict[str, tuple[str, str]]  # path -> (old, new) as printed
+    changes: dict[str, tuple[str, str, str]]  # path -> (old, new, how) as printed
+
+
+def describe_change(old: Param, new: Param, side: str | None = None) -> str:
+    """The words for what happened to a range, checked against the numbers: `narrowed` only
+    when the new range is narrower and inside the old one; past an edge it is `extended`
+    (with how much of the next stage it may take)."""
+    if old == new:
+        return "kept"
+    if isinstance(old, Choice) or isinstance(new, Choice):
+        return "narrowed" if len(new.choices) < len(old.choices) else "kept"  # type: ignore[union-attr]
+    lo, hi = to_t(old.low, old.log), to_t(old.high, old.log)
+    nlo, nhi = to_t(new.low, new.log), to_t(new.high, new.log)
+    past = max(lo - nlo, 0.0) + max(nhi - hi, 0.0)
+    if past <= 0:
+        return "narrowed" if nhi - nlo < hi - lo else "kept"
+    unit = " decades" if old.log else ""
+    where = "lower" if nlo < lo else "upper"
+    share = past / (nhi - nlo) if nhi > nlo else 1.0
+    shrunk = (nlo > lo) if where == "upper" else (nhi < hi)
+    how = (f"extended {fmt(past)}{unit} past the {where} edge (best value there; at most "
+           f"{share:.0%} of the next trials fall past it)")
+    return ("narrowed on the other side, " + how) if shrunk else how
 
 
 def next_space(space: Space, top: Sequence[Mapping[str, Any]], best: Mapping[str, Any], *,
                margin: float = 0.1, edge: float = 0.1, extend: float = 1.0,
-               bounds: Mapping[str, Bound] | None = None) -> Narrowed:
+               bounds: Mapping[str, Bound] | None = None, signal: bool = True,
+               stands_out: StandsOut | None = None,
+               max_share: float = MAX_EXTENSION_SHARE) -> Narrowed:
     """The following stage's space from this stage's top-k params (best first) and the best
-    trial's params; edge warnings name parameters whose best value sits at a range edge."""
+    trial's params; edge warnings name parameters whose best value sits at a range edge and
+    beats the rest of the range (`stands_out`). A stage without signal is not narrowed."""
     bounds = bounds or {}
-    if not top:
-        return Narrowed(dict(space), [], {p: (v.show(), v.show()) for p, v in space.items()})
+    if not top or not signal:
+        why = "kept (no signal to narrow around)" if top else "kept (no completed trial)"
+        return Narrowed(dict(space), [], {p: (v.show(), v.show(), why) for p, v in space.items()})
     new: Space = {}
-    warnings = edge_warnings(space, best, edge=edge, bounds=bounds)
+    warnings = edge_warnings(space, best, edge=edge, bounds=bounds, stands_out=stands_out)
+    flagged = {w.split("=")[0].removeprefix("best ") for w in warnings}
+    sides: dict[str, str | None] = {}
     for path, param in space.items():
         values = [t[path] for t in top if path in t]
         if not values:
@@ -177,25 +215,28 @@ def next_space(space: Space, top: Sequence[Mapping[str, Any]], best: Mapping[str
         elif isinstance(param, Choice):
             new[path] = narrow_choice(param, values)
         else:
-            bound = bounds.get(path, (None, None))
-            side = edge_side(best[path], param, edge) if path in best else None
-            if side and at_bound(param, side, bound):
-                side = None
+            side = edge_side(best[path], param, edge) if path in flagged else None
+            sides[path] = side
             new[path] = narrow_range(param, values, margin=margin, side=side, extend=extend,
-                                     bound=bound)
-    changes = {p: (space[p].show(), new[p].show()) for p in space}
+                                     bound=bounds.get(path, (None, None)), max_share=max_share)
+    changes = {p: (space[p].show(), new[p].show(), describe_change(space[p], new[p],
+                                                                    sides.get(p)))
+               for p in space}
     return Narrowed(new, warnings, changes)
 
 
 def edge_warnings(space: Space, best: Mapping[str, Any], *, edge: float = 0.1,
-                  bounds: Mapping[str, Bound] | None = None) -> list[str]:
+                  bounds: Mapping[str, Bound] | None = None,
+                  stands_out: StandsOut | None = None) -> list[str]:
     """One line per numeric parameter whose best value is in the outer `edge` of its range
-    (unless that edge is the schema's own limit, which cannot be moved)."""
+    (unless that edge is the schema's own limit, which cannot be moved, or the value does not
+    stand out from the rest of the range: a flat response is not a finding)."""
     bounds = bounds or {}
     out = []
     for path, param in space.items():
         if isinstance(param, Range) and path in best:
             side = edge_side(best[path], param, edge)
-            if side and not at_bound(param, side, bounds.get(path, (None, None))):
+            if side and not at_bound(param, side, bounds.get(path, (None, None))) and \
+                    (stands_out is None or stands_out(path, side)):
                 out.append(edge_warning(path, best[path], param, side))
     return out

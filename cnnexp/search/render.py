@@ -20,8 +20,10 @@ def render(result: dict[str, Any], console: Any, k: int = 5) -> None:
     from rich.table import Table
 
     for s in result["stages"]:
+        budget = f"{s['epochs']} epochs" + (f" on {s['subset']} images" if s.get("subset")
+                                            else "")
         console.print(f"[bold]{s['name']}[/]: {s['complete']} complete, {s['pruned']} pruned, "
-                      f"{s['failed']} failed ({s['epochs']} epochs); top {k}:", highlight=False)
+                      f"{s['failed']} failed ({budget}); top {k}:", highlight=False)
         table = Table()
         params = list(s["ranges"])
         for col in ["trial", result["metric"], *map(short, params), "diagnosis"]:
@@ -31,16 +33,29 @@ def render(result: dict[str, Any], console: Any, k: int = 5) -> None:
                           *(fmt(row["params"].get(p, "")) for p in params),
                           row.get("diagnosis") or "-")
         console.print(table)
+        colour = "" if s.get("signal", True) else "[yellow]"
+        console.print(f"  {colour}{s.get('noise_line', '')}", highlight=False, soft_wrap=True)
+        if s.get("top_gap"):
+            console.print(f"  {s['top_gap']}", highlight=False, soft_wrap=True)
         for w in s["edge_warnings"]:
             console.print(f"[yellow]warning:[/] {s['name']}: {w}", highlight=False,
                           soft_wrap=True)
     best = result["best"]
     if best:
-        console.print(f"best: {best['stage']}-{best['trial']:02d} {result['metric']}="
-                      f"{best['value']:.4f}  ->  {result['best_recipe_path']}", highlight=False,
-                      soft_wrap=True)
+        console.print(f"best trial: {best['stage']}-{best['trial']:02d} {result['metric']}="
+                      f"{best.get('noise') or best['value']}  ->  {result['best_recipe_path']}",
+                      highlight=False, soft_wrap=True)
+    confirm = result.get("confirm")
+    if confirm and confirm.get("test"):
+        t = confirm["test"]
+        console.print(f"test split ({t['arm']}, {t['test_images']} images, {t['test_split']}): "
+                      f"test_acc {t['test_acc_mean']:.4f}"
+                      + (f" ± {t['test_acc_std']:.4f} over {len(t['test_acc'])} seeds"
+                         if len(t["test_acc"]) > 1 else ""), highlight=False, soft_wrap=True)
     console.print(f"trials: {result['csv_path']}   study: {result['study']}   "
                   f"({result['seconds']:.0f} s)", highlight=False, soft_wrap=True)
+    colour = {"helps": "green", "hurts": "red"}.get((confirm or {}).get("verdict", ""), "bold")
+    console.print(f"[{colour}]{result['headline']}[/]", highlight=False, soft_wrap=True)
 
 
 def short(path: str) -> str:

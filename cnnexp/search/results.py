@@ -4,8 +4,9 @@ all trials, the best recipe as YAML, tables for the terminal and markdown for ML
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.storages import BaseStorage
@@ -15,8 +16,19 @@ from cnnexp.files import replaced
 from cnnexp.search import attrs as A
 from cnnexp.search.config import Plan, StagePlan, trial_recipe
 from cnnexp.search.narrow import Space, edge_warnings, fmt
-from cnnexp.search.stages import ranked, stage_space, stage_study
+from cnnexp.search.signal import Signal, is_accuracy, top_gap_text
+from cnnexp.search.stages import (
+    point,
+    ranked,
+    stage_signal,
+    stage_space,
+    stage_study,
+    stands_out_in,
+)
 from cnnexp.search.storage import counts, superseded
+
+if TYPE_CHECKING:
+    from cnnexp.schema import Recipe
 
 
 @dataclass
@@ -25,24 +37,36 @@ class StageResult:
     study: optuna.Study
     trials: list[FrozenTrial]  # counted trials (a re-queued failure appears once, as its retry)
     space: Space
+    metric: str
     direction: str
     edge: float
     bounds: dict[str, Any] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def top(self) -> list[FrozenTrial]:
-        return ranked(self.trials, self.direction)
+        """Completed trials, best first (exact ties: the better loss, then trial order)."""
+        return ranked(self.trials, self.metric, self.direction)
 
     @property
     def best(self) -> FrozenTrial | None:
         top = self.top
         return top[0] if top else None
 
-    @property
+    @cached_property
+    def signal(self) -> Signal:
+        return stage_signal(self.trials, self.metric, self.direction)
+
+    @cached_property
     def edge_warnings(self) -> list[str]:
+        """Edge warnings about this stage's own best, only where the edge value stands out
+        from the rest of the range (and the stage has signal at all)."""
         best = self.best
-        return edge_warnings(self.space, best.params, edge=self.edge, bounds=self.bounds) \
-            if best else []
+        if best is None or not self.signal.signal:
+            return []
+        return edge_warnings(self.space, best.params, edge=self.edge, bounds=self.bounds,
+                             stands_out=stands_out_in(self.trials, self.space, self.metric,
+                                                      self.direction, self.edge,
+                                                      self.signal.eval_size))
 
     def summary(self) -> dict[str, Any]:
         c = counts(self.study.get_trials(deepcopy=False))
@@ -52,7 +76,12 @@ class StageResult:
                 "best_value": best.value if best else None,
                 "best_params": dict(best.params) if best else {},
                 "best_trial": best.number if best else None,
+                "noise": self.signal.to_dict(), "signal": self.signal.signal,
+                "noise_line": self.signal.noise_text(),
+                "top_gap": top_gap_text([point(t) for t in self.top], self.signal.eval_size),
                 "ranges": {p: v.to_dict() for p, v in self.space.items()},
+                "narrowing": {p: {"from": c[0], "to": c[1], "how": c[2] if len(c) > 2 else ""}
+                              for p, c in self.study.user_attrs.get(A.NARROWING, {}).items()},
                 "edge_warnings": self.edge_warnings, "epochs": self.plan.epochs,
                 "subset": self.plan.subset, "requested": c.requested, "retried": c.retried}
 
@@ -64,18 +93,19 @@ def collect(storage: BaseStorage, plan: Plan) -> list[StageResult]:
         trials = study.get_trials(deepcopy=False)
         gone = superseded(trials)
         counted = [t for t in trials if t.number not in gone]
-        out.append(StageResult(sp, study, counted, stage_space(study), plan.direction,
-                               plan.edge, plan.bounds))
+        out.append(StageResult(sp, study, counted, stage_space(study), plan.metric,
+                               plan.direction, plan.edge, plan.bounds))
     return out
 
 
 def best_of(results: list[StageResult]) -> tuple[StageResult, FrozenTrial] | None:
-    """The best completed trial over all stages (each ran its own stage's epochs)."""
-    pairs = [(r, r.best) for r in results if r.best is not None]
-    if not pairs:
-        return None
-    sign = 1 if results[0].direction == "minimize" else -1
-    return min(pairs, key=lambda p: sign * p[1].value)  # type: ignore[operator]
+    """The best trial of the last stage that completed one: stages run at different budgets
+    (epochs, subsets), so values are compared only within a stage, and the last stage ran
+    closest to the final budget."""
+    for r in reversed(results):
+        if r.best is not None:
+            return r, r.best
+    return None
 
 
 def rows(results: list[StageResult]) -> list[dict[str, Any]]:
@@ -103,12 +133,27 @@ def rows(results: list[StageResult]) -> list[dict[str, Any]]:
     return out
 
 
+def best_recipe(plan: Plan, params: dict[str, Any]) -> Recipe:
+    """The recipe with the best trial's parameters at the recipe's own training budget (its
+    train.epochs, all the training data): what a final run trains."""
+    return trial_recipe(plan, params, base_epochs(plan))
+
+
+def base_epochs(plan: Plan) -> int:
+    from cnnexp.recipe import load_recipe
+
+    return load_recipe(plan.ref, plan.overrides).train.epochs
+
+
 def write_best_recipe(plan: Plan, stage: StageResult, trial: FrozenTrial, path: Path) -> Path:
     from cnnexp.recipe import to_yaml
 
-    recipe = trial_recipe(plan, dict(trial.params), stage.plan.epochs)
+    recipe = best_recipe(plan, dict(trial.params))
+    budget = f"{stage.plan.epochs} epochs" + (f" on {stage.plan.subset} images"
+                                              if stage.plan.subset else "")
     recipe.description = (f"Best trial of search {plan.study}: {stage.plan.name}-{trial.number:02d}"
-                          f" ({plan.metric}={trial.value:.4f}, {stage.plan.epochs} epochs)")
+                          f" ({plan.metric}={trial.value:.4f} after {budget}); trains for "
+                          f"{recipe.train.epochs} epochs, the recipe's own budget")
     path.parent.mkdir(parents=True, exist_ok=True)
     with replaced(path) as tmp:
         tmp.write_text(to_yaml(recipe), encoding="utf-8")
@@ -117,20 +162,36 @@ def write_best_recipe(plan: Plan, stage: StageResult, trial: FrozenTrial, path: 
 
 def top_markdown(r: StageResult, metric: str, k: int = 10) -> str:
     params = list(r.space)
-    head = f"| trial | {metric} | " + " | ".join(params) + " | diagnosis |"
-    lines = [head, "|" + "---|" * (len(params) + 3)]
+    head = f"| trial | {metric} | ± noise | " + " | ".join(params) + " | diagnosis |"
+    lines = [head, "|" + "---|" * (len(params) + 4)]
+    within = set(r.signal.within)
     for t in r.top[:k]:
-        lines.append(f"| {r.plan.name}-{t.number:02d} | {t.value:.4f} | " +
+        tie = " (within noise of the best)" if t.number in within and t is not r.best else ""
+        lines.append(f"| {r.plan.name}-{t.number:02d} | {t.value:.4f}{tie} | "
+                     f"{noise_of(t.value, r.signal)} | " +
                      " | ".join(fmt(t.params.get(p, "")) for p in params) +
                      f" | {t.user_attrs.get(A.DIAGNOSIS, '-')} |")
     return "\n".join(lines)
+
+
+def noise_of(value: float, signal: Signal) -> str:
+    """`±0.0028` (binomial SE on the validation set), or `-` when it cannot be estimated."""
+    import math
+
+    from cnnexp.noise import binomial_se
+
+    if not signal.eval_size or not is_accuracy(signal.metric):
+        return "-"
+    se = binomial_se(value, signal.eval_size)
+    return f"±{se:.4f}" if math.isfinite(se) else "-"
 
 
 def stage_markdown(r: StageResult, metric: str, narrowing: str) -> str:
     s = r.summary()
     out = [narrowing, "",
            f"{s['trials']} trials: {s['complete']} complete, {s['pruned']} pruned, "
-           f"{s['failed']} failed.", "", top_markdown(r, metric)]
+           f"{s['failed']} failed. {'**No signal:** ' + r.signal.reading if not r.signal.signal else s['noise_line']}",
+           *(["", s["top_gap"]] if s["top_gap"] else []), "", top_markdown(r, metric)]
     out += ["", *(f"**Warning:** {w}" for w in s["edge_warnings"])]
     return "\n".join(out).rstrip()
 

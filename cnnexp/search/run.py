@@ -4,6 +4,7 @@ process, or N spawned ones), then report: tables, CSV, plots, best recipe, JSON.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import signal
@@ -49,6 +50,28 @@ class SearchOptions:
     heartbeat: int = 30
     out: str | None = None
     track: bool = True
+    confirm: bool = True  # the confirming stage after the last one (see search/confirm.py)
+    confirm_seeds: int | None = None  # default: the recipe's search.confirm.seeds
+    test: bool = False  # evaluate the confirmed winner on the held-out test split
+
+
+MAX_WORKERS = 256  # worker processes on one host: more is a typo
+
+
+def out_dir(opts: SearchOptions, study: str) -> Path:
+    return Path(opts.out or Path("outputs") / "search" / study)
+
+
+def check_out(path: Path) -> None:
+    """The output folder must be a folder we can write, checked before any work."""
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise BadInput(f"--out {path}: {probe} is a file, not a folder (pick a folder for "
+                       "trials.csv, best.yaml and the plots)")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise BadInput(f"--out {path}: {probe} is not writable")
 
 
 def prepare(ref: str | None, overrides: Sequence[str], opts: SearchOptions
@@ -57,6 +80,13 @@ def prepare(ref: str | None, overrides: Sequence[str], opts: SearchOptions
     plan = build_plan(ref, list(overrides), stages=opts.stages, trials=opts.trials)
     if opts.workers < 1:
         raise BadInput(f"--workers must be at least 1, got {opts.workers}")
+    if opts.workers > MAX_WORKERS:
+        raise BadInput(f"--workers must be at most {MAX_WORKERS}, got {opts.workers}")
+    if opts.confirm_seeds is not None and not 1 <= opts.confirm_seeds <= 100:
+        raise BadInput(f"--confirm-seeds must be from 1 to 100, got {opts.confirm_seeds}")
+    if opts.test and not opts.confirm:
+        raise BadInput("--test evaluates the confirmed winner: it needs the confirming stage "
+                       "(drop --no-confirm)")
     if opts.heartbeat < 1:
         raise BadInput(f"--heartbeat must be at least 1 second, got {opts.heartbeat}")
     from cnnexp.engine.device import resolve_device
@@ -68,6 +98,12 @@ def prepare(ref: str | None, overrides: Sequence[str], opts: SearchOptions
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", plan.study):
         raise BadInput(f"--study '{plan.study}': use letters, digits, '_', '-', '.' (no '/')")
     plan.storage = opts.storage or DEFAULT_STORAGE
+    check_out(out_dir(opts, plan.study))
+    if opts.test:
+        from cnnexp.data import build_data
+        from cnnexp.recipe import load_recipe
+
+        build_data(load_recipe(ref, list(overrides))).test()  # no test split: say so now
     return plan, devices
 
 
@@ -79,7 +115,9 @@ def run_search(ref: str | None, overrides: Sequence[str], opts: SearchOptions, *
     from cnnexp.recipe import load_recipe, to_yaml
 
     plan, devices = prepare(ref, overrides, opts)
-    storage = open_storage(plan.storage, opts.heartbeat)
+    console = console or _stderr()
+    storage = open_storage(plan.storage, opts.heartbeat,
+                           say=lambda text: console.print(text, soft_wrap=True))
     if opts.workers > 1 and plan.storage.startswith("sqlite"):
         console_warn = f"--storage {redact_url(plan.storage)}: SQLite is not safe for parallel workers; " \
                        "use the default journal file or a server database"
@@ -87,7 +125,6 @@ def run_search(ref: str | None, overrides: Sequence[str], opts: SearchOptions, *
     if opts.resume:
         require_study(storage, plan.study)
     _, parent = ensure_root(storage, plan, to_yaml(load_recipe(ref, overrides)), opts.track)
-    console = console or _stderr()
     monitor = Monitor(storage, plan, console, lines=lines, bar=bar)
     monitor.refresh()
     start = time.perf_counter()
@@ -105,7 +142,13 @@ def run_search(ref: str | None, overrides: Sequence[str], opts: SearchOptions, *
         raise
     monitor.refresh()
     monitor.close()
-    return finish(storage, plan, parent, opts, time.perf_counter() - start)
+    try:
+        with _sigterm_as_interrupt():
+            return finish(storage, plan, parent, opts, time.perf_counter() - start, devices[0],
+                          say=monitor.say, callbacks=callbacks)
+    except KeyboardInterrupt:
+        _mark_interrupted(storage, plan, parent)
+        raise
 
 
 def _stderr() -> Any:
@@ -182,8 +225,10 @@ def _mark_interrupted(storage: Any, plan: Plan, parent: tracking.Run | None) -> 
 
 
 def finish(storage: Any, plan: Plan, parent: tracking.Run | None, opts: SearchOptions,
-           seconds: float) -> dict[str, Any]:
-    """Results once every stage is done: files, MLflow artifacts and descriptions, JSON."""
+           seconds: float, device: str = "auto", say: Any = lambda text: None,
+           callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
+    """Results once every stage is done: the confirming stage, files, MLflow artifacts and
+    descriptions, JSON."""
     import pandas as pd
 
     results = collect(storage, plan)
@@ -192,21 +237,55 @@ def finish(storage: Any, plan: Plan, parent: tracking.Run | None, opts: SearchOp
     if unfinished:
         raise CheckFailed(f"search {plan.study} did not finish: {', '.join(unfinished)}; "
                           "rerun the same command (or add --resume) to continue")
-    out = Path(opts.out or Path("outputs") / "search" / plan.study)
+    out = out_dir(opts, plan.study)
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / "trials.csv"
     with replaced(csv_path) as tmp:
         pd.DataFrame(rows(results)).to_csv(tmp, index=False)
     best = best_of(results)
     best_path = write_best_recipe(plan, best[0], best[1], out / "best.yaml") if best else None
-    result = _json(plan, results, best, best_path, csv_path, seconds)
+    confirmed = _confirm(storage, plan, best, parent, opts, device, say, callbacks) \
+        if best and opts.confirm else None
+    result = _json(plan, results, best, best_path, csv_path, seconds, confirmed)
     if parent is not None:
         _log_to_mlflow(plan, results, best, parent, out, seconds, result)
     return result  # best is None when no trial completed: the command exits 1
 
 
+def _confirm(storage: Any, plan: Plan, best: tuple, parent: tracking.Run | None,
+             opts: SearchOptions, device: str, say: Any,
+             callbacks: Sequence[Callback]) -> dict[str, Any]:
+    """The confirming stage, once per study: a finished one (same best trial and seeds) is
+    reused from the study, unless the test split is asked for."""
+    import optuna
+
+    from cnnexp.engine.device import resolve_device
+    from cnnexp.search.confirm import run_confirm
+
+    root = optuna.load_study(study_name=plan.study, storage=storage)
+    seeds = opts.confirm_seeds or plan.confirm.seeds
+    stage, trial = best
+    key = {"stage": stage.plan.name, "trial": trial.number, "seeds": seeds,
+           "epochs": plan.confirm.epochs}
+    done = root.user_attrs.get(A.CONFIRM)
+    if done and done.get("key") == key and not opts.test:
+        say(f"confirm: reusing the finished confirming stage ({done['result']['headline']})")
+        return done["result"]
+    say(f"confirm: retraining the best configuration ({stage.plan.name}-{trial.number:02d}) "
+        f"and the recipe over {seeds} seed(s) each")
+    result = run_confirm(plan, dict(trial.params), device=resolve_device(device), seeds=seeds,
+                         parent=parent, test=opts.test, callbacks=lambda label: callbacks,
+                         say=say)
+    from cnnexp.console import to_jsonable
+
+    root.set_user_attr(A.CONFIRM, to_jsonable({"key": key, "result": {
+        k: v for k, v in result.items() if k != "test"}}))
+    return result
+
+
 def _json(plan: Plan, results: list[StageResult], best: tuple | None, best_path: Path | None,
-          csv_path: Path, seconds: float) -> dict[str, Any]:
+          csv_path: Path, seconds: float, confirmed: dict[str, Any] | None = None
+          ) -> dict[str, Any]:
     stages = []
     for r in results:
         s = r.summary()
@@ -218,13 +297,27 @@ def _json(plan: Plan, results: list[StageResult], best: tuple | None, best_path:
     if best:
         r, t = best
         best_obj = {"stage": r.plan.name, "trial": t.number, "value": t.value,
+                    "noise": r.signal.best_text(), "within_noise": len(r.signal.within),
                     "params": dict(t.params), "epochs": r.plan.epochs,
-                    "mlflow_run_id": t.user_attrs.get(A.RUN_ID),
+                    "subset": r.plan.subset, "mlflow_run_id": t.user_attrs.get(A.RUN_ID),
                     "diagnosis": t.user_attrs.get(A.DIAGNOSIS)}
     return {"study": plan.study, "storage": redact_url(plan.storage), "metric": plan.metric,
-            "direction": plan.direction, "stages": stages, "best": best_obj,
+            "direction": plan.direction, "headline": headline_of(best, confirmed),
+            "stages": stages, "best": best_obj, "confirm": confirmed,
             "best_recipe_path": str(best_path) if best_path else None,
             "csv_path": str(csv_path), "seconds": round(seconds, 2)}
+
+
+def headline_of(best: tuple | None, confirmed: dict[str, Any] | None) -> str:
+    """The conclusion, in one line: the confirming stage's verdict, else what the search
+    alone can say (one seed per trial: not a comparison with the recipe)."""
+    if confirmed is not None:
+        return confirmed["headline"]
+    if best is None:
+        return "no trial completed"
+    r, t = best
+    return (f"best trial {r.plan.name}-{t.number:02d}: {r.signal.best_text()}, one seed, "
+            "not compared with the recipe (run without --no-confirm to confirm it)")
 
 
 def _log_to_mlflow(plan: Plan, results: list[StageResult], best: tuple | None,
@@ -251,13 +344,24 @@ def _log_to_mlflow(plan: Plan, results: list[StageResult], best: tuple | None,
     if result["best_recipe_path"]:
         parent.log_artifact(result["best_recipe_path"])
         parent.log_metrics({"best_value": result["best"]["value"]})
+    confirmed = result.get("confirm")
+    if confirmed:
+        parent.log_metrics({k: v for k, v in {
+            "confirm_best_mean": confirmed["best"]["mean"],
+            "confirm_recipe_mean": confirmed["recipe"]["mean"],
+            "confirm_delta": confirmed["delta"], "confirm_p": confirmed["p_value"],
+            **({"test_acc_mean": confirmed["test"]["test_acc_mean"]}
+               if confirmed.get("test") else {})}.items()
+            if isinstance(v, float) and math.isfinite(v)})
+        parent.set_tags({T.CONFIRM_VERDICT: confirmed["verdict"]})
     with tempfile.TemporaryDirectory() as tmp:
         import json
 
         path = Path(tmp) / "search.json"
         path.write_text(json.dumps(result, indent=1, default=str))
         parent.log_artifact(str(path))
-    parent.describe(parent_markdown(plan, results, best, seconds))
+    parent.describe(f"**{result['headline']}**\n\n" +
+                    parent_markdown(plan, results, best, seconds))
     parent.set_tags({T.EDGE_WARNINGS: sum(len(s["edge_warnings"])
                                                  for s in result["stages"])})
     tracking.end_run(parent, "FINISHED")

@@ -4,6 +4,7 @@ the root study `<study>` (fingerprint, recipe, the MLflow parent run), then each
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
@@ -13,11 +14,13 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from cnnexp import tracking
+from cnnexp.console import to_jsonable
 from cnnexp.errors import BadInput
 from cnnexp.redact import redact_url
 from cnnexp.search import attrs as A
 from cnnexp.search.config import Plan, StagePlan
-from cnnexp.search.narrow import Narrowed, Space, from_dict, next_space
+from cnnexp.search.narrow import Narrowed, Range, Space, edge_side, from_dict, next_space
+from cnnexp.search.signal import Point, Signal, analyse, edge_stands_out, rank
 from cnnexp.search.storage import Stage, add_tickets, counts, ensure_study, superseded
 from cnnexp.tracking import Kind
 from cnnexp.tracking import tags as T
@@ -71,12 +74,58 @@ def _parent_run(plan: Plan) -> tracking.Run:
     return r
 
 
-def ranked(trials: list[FrozenTrial], direction: str) -> list[FrozenTrial]:
-    """Completed, counted trials, best first."""
+def completed(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """Completed, counted trials (a re-queued failure counts once, as its retry)."""
     gone = superseded(trials)
-    done = [t for t in trials if t.state == TrialState.COMPLETE and t.number not in gone
+    return [t for t in trials if t.state == TrialState.COMPLETE and t.number not in gone
             and t.value is not None]
-    return sorted(done, key=lambda t: t.value if direction == "minimize" else -t.value)
+
+
+def point(t: FrozenTrial) -> Point:
+    return Point(t.number, float(t.value), float(t.user_attrs.get(A.SECOND, math.nan)),
+                 dict(t.params))
+
+
+def ranked(trials: list[FrozenTrial], metric: str, direction: str) -> list[FrozenTrial]:
+    """Completed, counted trials, best first; exact ties go to the better secondary metric
+    (the loss for an accuracy), then to the earlier trial."""
+    done = {t.number: t for t in completed(trials)}
+    return [done[p.number] for p in rank([point(t) for t in done.values()], metric, direction)]
+
+
+def stage_signal(trials: list[FrozenTrial], metric: str, direction: str) -> Signal:
+    """Can this stage's trials be told apart? (see cnnexp.search.signal)"""
+    top = ranked(trials, metric, direction)
+    gone = superseded(trials)
+    counted = [t for t in trials if t.number not in gone]
+    sizes = [t.user_attrs.get(A.EVAL_SIZE) for t in counted if t.user_attrs.get(A.EVAL_SIZE)]
+    classes = [t.user_attrs.get(A.CLASSES) for t in counted if t.user_attrs.get(A.CLASSES)]
+    diverged = sum(1 for t in counted if str(t.user_attrs.get(A.REASON, "")).startswith(
+        "diverged"))
+    losses = [float(t.user_attrs.get(A.LAST_LOSS, math.nan)) for t in counted
+              if A.LAST_LOSS in t.user_attrs]
+    return analyse([point(t) for t in top], metric=metric,
+                   eval_size=min(sizes) if sizes else None,
+                   classes=max(classes) if classes else None, diverged=diverged,
+                   last_train_losses=losses)
+
+
+def stands_out_in(trials: list[FrozenTrial], space: Space, metric: str, direction: str,
+                  edge: float, eval_size: int | None):
+    """The predicate edge warnings use: does the best value at an edge beat the best trial
+    away from that edge by more than noise?"""
+    top = ranked(trials, metric, direction)
+    points = [point(t) for t in top]
+
+    def check(path: str, side: str) -> bool:
+        param = space[path]
+        if not points or not isinstance(param, Range):
+            return True
+        return edge_stands_out(path, side, points[0], points, metric=metric,
+                               direction=direction, eval_size=eval_size,
+                               in_edge=lambda v: edge_side(v, param, edge) == side)
+
+    return check
 
 
 def stage_space(study: optuna.Study) -> Space:
@@ -87,9 +136,15 @@ def narrow_from(storage: BaseStorage, plan: Plan, prev: StagePlan, stage: StageP
     """`stage`'s space from the `stage.top_k` best completed trials of the previous stage."""
     study = optuna.load_study(study_name=stage_study(plan, prev.name), storage=storage)
     space = stage_space(study)
-    top = ranked(study.get_trials(deepcopy=False), plan.direction)[:stage.top_k]
+    trials = study.get_trials(deepcopy=False)
+    signal = stage_signal(trials, plan.metric, plan.direction)
+    study.set_user_attr(A.SIGNAL, to_jsonable(signal.to_dict()))
+    top = ranked(trials, plan.metric, plan.direction)[:stage.top_k]
     return next_space(space, [t.params for t in top], top[0].params if top else {},
-                      margin=stage.margin, edge=plan.edge, extend=plan.extend, bounds=plan.bounds)
+                      margin=stage.margin, edge=plan.edge, extend=plan.extend,
+                      bounds=plan.bounds, signal=signal.signal,
+                      stands_out=stands_out_in(trials, space, plan.metric, plan.direction,
+                                               plan.edge, signal.eval_size))
 
 
 def ensure_stage(storage: BaseStorage, plan: Plan, stage: StagePlan, parent: tracking.Run | None,
@@ -105,6 +160,7 @@ def ensure_stage(storage: BaseStorage, plan: Plan, stage: StagePlan, parent: tra
             A.FINGERPRINT: plan.fingerprint,
             A.RANGES: {p: v.to_dict() for p, v in space.items()},
             A.NARROWING: {p: list(c) for p, c in narrowed.changes.items()} if narrowed else {},
+            A.AFTER_SIGNAL: _signal_of(storage, plan, prev) if prev else None,
             A.AFTER_WARNINGS: narrowed.warnings if narrowed else []}
         for key, value in attrs.items():
             study.set_user_attr(key, value)
@@ -134,19 +190,33 @@ def ensure_stage(storage: BaseStorage, plan: Plan, stage: StagePlan, parent: tra
     return store, run
 
 
+def _signal_of(storage: BaseStorage, plan: Plan, prev: StagePlan) -> dict[str, Any] | None:
+    study = optuna.load_study(study_name=stage_study(plan, prev.name), storage=storage)
+    return study.user_attrs.get(A.SIGNAL)
+
+
 def narrowing_text(attrs: dict[str, Any], markdown: bool = True) -> str:
-    """Old -> new ranges and the edge warnings that moved them (from a stage study's attrs),
-    for the console and the MLflow stage run."""
+    """Old -> new ranges, in words that match the numbers (narrowed, extended, kept), and why
+    (from a stage study's attrs), for the console and the MLflow stage run."""
     st = attrs[A.STAGE]
     bold = "**" if markdown else ""
-    head = f"Stage {bold}{st['name']}{bold}: {st['trials']} trials x {st['epochs']} epochs, " \
+    budget = f"{st['epochs']} epochs" + (f" on {st['subset']} training images"
+                                         if st.get("subset") else "")
+    head = f"Stage {bold}{st['name']}{bold}: {st['trials']} trials x {budget}, " \
            f"sampler {st['sampler']}, pruner {st['pruner']}"
     prev = attrs.get(A.AFTER)
     if not prev:
         return head + " (ranges from the recipe)"
-    lines = [head + f"; ranges narrowed around the top trials of {prev}:"]
-    lines += [f"- `{p}`: {old} -> {new}" if markdown else f"  {p}: {old} -> {new}"
-              for p, (old, new) in attrs.get(A.NARROWING, {}).items()]
-    lines += [("- warning: " if markdown else "  warning: ") + w + " (next range extended past it)"
+    signal = attrs.get(A.AFTER_SIGNAL) or {}
+    if signal and not signal.get("signal", True):
+        lines = [head + f"; ranges kept: {prev} had no signal ({signal.get('reading', '')})"]
+    else:
+        lines = [head + f"; ranges from the top trials of {prev}:"]
+    for p, change in attrs.get(A.NARROWING, {}).items():
+        old, new = change[0], change[1]
+        how = change[2] if len(change) > 2 else "narrowed"
+        lines.append(f"- `{p}`: {old} -> {new} ({how})" if markdown else
+                     f"  {p}: {old} -> {new} ({how})")
+    lines += [("- warning: " if markdown else "  warning: ") + w
               for w in attrs.get(A.AFTER_WARNINGS, [])]
     return "\n".join(lines)

@@ -30,6 +30,7 @@ from optuna.trial import FrozenTrial, TrialState
 from cnnexp.errors import BadInput, CheckFailed, did_you_mean
 from cnnexp.redact import redact_url
 from cnnexp.search import attrs as A
+from cnnexp.search.journal import backend, check_journal
 
 DEFAULT_STORAGE = "cnnexp-optuna.journal"
 MAX_RETRY = 3  # re-queues of a trial whose worker died (an interrupt is always re-queued)
@@ -37,7 +38,8 @@ HOST = socket.gethostname()
 CONNECT_TIMEOUT = 10  # seconds: an unreachable database server is an error, not a hang
 
 
-def open_storage(url: str, heartbeat: int = 30) -> BaseStorage:
+def open_storage(url: str, heartbeat: int = 30,
+                 say: Callable[[str], None] = lambda text: None) -> BaseStorage:
     """A URL (postgresql://, mysql://, sqlite://, redis://) or a journal file path. RDB storages
     get Optuna heartbeats, so trials of a worker that vanished are failed and retried."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -65,12 +67,11 @@ def open_storage(url: str, heartbeat: int = 30) -> BaseStorage:
                     if attempt == 4:
                         raise
                     time.sleep(0.5 + random.random())
-        from optuna.storages.journal import JournalFileBackend
-
         path = Path(url).expanduser()
         if not path.parent.is_dir():
             raise BadInput(f"--storage {url}: folder {path.parent} does not exist")
-        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+        check_journal(path, say)
+        return optuna.storages.JournalStorage(backend(path))
     except BadInput:
         raise
     except Exception as exc:  # bad URL, missing driver, unreachable server
@@ -148,23 +149,39 @@ def ensure_study(storage: BaseStorage, name: str, direction: str,
                  ) -> tuple[optuna.Study, bool]:
     """Load the study, creating it first if nobody has: exactly one process (across machines)
     runs `setup` (attrs, tickets), the others wait until it marks the study ready."""
-    created = _create_once(storage, name, direction)
-    study = optuna.load_study(study_name=name, storage=storage)
-    if created:
-        with deferred_interrupts():
-            study.set_user_attr(A.SETUP_BY, worker_identity())
-            setup(study)
-            study.set_user_attr(A.READY, True)
-        return study, True
+    for _ in range(3):
+        created = _create_once(storage, name, direction)
+        study = optuna.load_study(study_name=name, storage=storage)
+        if created:
+            with deferred_interrupts():
+                study.set_user_attr(A.SETUP_BY, worker_identity())
+                setup(study)
+                study.set_user_attr(A.READY, True)
+            return study, True
+        if _wait_ready(study, timeout):
+            return study, False
+        # its creator died during set-up (this host can tell): the half-made study holds no
+        # trial results, so it is removed and made again
+        with contextlib.suppress(KeyError):
+            optuna.delete_study(study_name=name, storage=storage)
+    raise CheckFailed(f"study '{name}' was left half-created (its creator stopped during "
+                      f"set-up); delete it (`optuna delete-study --study-name '{name}' "
+                      "--storage ...`) and run again")
+
+
+def _wait_ready(study: optuna.Study, timeout: float) -> bool:
+    """True once the creator marks the study ready; False when the creator is known dead.
+    A creator elsewhere that takes longer than `timeout` is an error."""
     deadline = time.monotonic() + timeout
     while not study.user_attrs.get(A.READY):
         creator = study.user_attrs.get(A.SETUP_BY)
-        if (creator and not worker_alive(creator)) or time.monotonic() > deadline:
-            raise CheckFailed(f"study '{name}' was left half-created (its creator stopped during "
-                              f"set-up); delete it (`optuna delete-study --study-name '{name}' "
-                              "--storage ...`) and run again")
+        if creator and not worker_alive(creator):
+            return False
+        if time.monotonic() > deadline:
+            raise CheckFailed(f"study '{study.study_name}' is still being set up by another "
+                              f"process after {timeout:.0f} s; try again later")
         time.sleep(0.2)
-    return study, False
+    return True
 
 
 def worker_identity() -> dict[str, Any]:

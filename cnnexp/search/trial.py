@@ -13,11 +13,13 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import TrialState
 
+from cnnexp import metrics
 from cnnexp.diagnose.rules import diagnose_fit
 from cnnexp.engine import Callback, FitState, fit
 from cnnexp.search import attrs as A
 from cnnexp.search.config import Plan, StagePlan, trial_recipe
 from cnnexp.search.narrow import Choice, Space, fmt
+from cnnexp.search.signal import secondary
 from cnnexp.search.storage import Stage, deferred_interrupts, heartbeat
 from cnnexp.tracking import Kind, Recording, Run, tracked
 from cnnexp.tracking import tags as T
@@ -54,10 +56,11 @@ def make_sampler(stage: StagePlan, number: int, worker: int) -> optuna.samplers.
     """`random` is seeded per trial number, so a trial's parameters do not depend on which worker
     ran it; `qmc` shares one scrambled sequence across workers; `tpe` is seeded per worker."""
     if stage.sampler == "qmc":
-        return optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=stage.seed,
+        return optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True,
+                                          seed=stage.seed % 2**32,
                                           warn_independent_sampling=False)
     if stage.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=stage.seed * 1009 + worker)
+        return optuna.samplers.TPESampler(seed=(stage.seed * 1009 + worker) % 2**32)
     return optuna.samplers.RandomSampler(seed=(stage.seed * 1_000_003 + number) % 2**32)
 
 
@@ -88,15 +91,27 @@ class Reporter(Callback):
             raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
 
+def objective_epoch(history: list[dict[str, float]], metric: str, direction: str,
+                    summary: str) -> dict[str, float] | None:
+    """The epoch whose metric is the trial's value: the best one (summary: best, ties to the
+    better secondary metric) or the last one (summary: last); None if no epoch has it."""
+    epochs = [h for h in history if math.isfinite(h.get(metric, math.nan))]
+    if not epochs:
+        return None
+    if summary == "last":
+        return epochs[-1]
+    second = secondary(metric)
+    sign = 1 if direction == "maximize" else -1
+    sign2 = 1 if metrics.higher_is_better(second) else -1
+    return max(epochs, key=lambda h: (sign * h[metric], sign2 * h.get(second, math.nan)
+                                      if math.isfinite(h.get(second, math.nan)) else -math.inf))
+
+
 def objective(history: list[dict[str, float]], metric: str, direction: str,
               summary: str) -> float | None:
     """The trial's value: its best epoch (summary: best) or its last one (summary: last)."""
-    values = [h[metric] for h in history if math.isfinite(h.get(metric, math.nan))]
-    if not values:
-        return None
-    if summary == "last":
-        return values[-1]
-    return max(values) if direction == "maximize" else min(values)
+    epoch = objective_epoch(history, metric, direction, summary)
+    return epoch[metric] if epoch is not None else None
 
 
 @dataclass
@@ -176,9 +191,15 @@ def _train(ctx: TrialContext, trial: optuna.Trial, recipe: Recipe,
         return TrialState.FAIL, None, f"{type(exc).__name__}: {exc}"[:500]
     # the learning-curve verdict for the trial tables (the MLflow tag is the outcome logger's)
     trial.set_user_attr(A.DIAGNOSIS, diagnose_fit(result).diagnosis)
+    # what the stage analysis needs: the evaluation set's size (noise) and the chance level
+    trial.set_user_attr(A.EVAL_SIZE, data.n_val)
+    trial.set_user_attr(A.CLASSES, data.num_classes)
+    last = result.final
+    trial.set_user_attr(A.LAST_LOSS, last.get("train_loss", math.nan))
     if result.status == "diverged":
         return TrialState.PRUNED, None, f"diverged ({result.reason})"
-    value = objective(result.history, plan.metric, plan.direction, plan.summary)
-    if value is None:
+    epoch = objective_epoch(result.history, plan.metric, plan.direction, plan.summary)
+    if epoch is None:
         return TrialState.FAIL, None, f"no finite {plan.metric}"
-    return TrialState.COMPLETE, value, result.reason or result.status
+    trial.set_user_attr(A.SECOND, epoch.get(secondary(plan.metric), math.nan))
+    return TrialState.COMPLETE, epoch[plan.metric], result.reason or result.status

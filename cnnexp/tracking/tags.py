@@ -41,6 +41,7 @@ TRIAL = "cnnexp.trial"
 STATE = "cnnexp.state"  # the Optuna trial state: complete | pruned | failed | interrupted
 RETRY_OF = "cnnexp.retry_of"
 EDGE_WARNINGS = "cnnexp.edge_warnings"
+CONFIRM_VERDICT = "cnnexp.confirm"  # helps | within noise | hurts | n/a | diverged
 
 # ablation
 ABLATION = "cnnexp.ablation"
@@ -70,6 +71,7 @@ class Kind(str, Enum):
     SEARCH = "search"
     STAGE = "stage"
     TRIAL = "trial"
+    CONFIRM = "confirm"  # the confirming stage's runs: best configuration vs the recipe
     ABLATION = "ablation"
     ARM = "ablation-arm"
     SEED = "ablation-seed"

@@ -87,7 +87,8 @@ def test_review_in_mlflow_ui_with_headless_chromium(cli, workdir: Path, mlflow_c
     sanity = cli("sanity", "--experiment", EXP, "--json")
     assert sanity.exit_code in (0, 1), sanity.stderr
     search = cli("search", "search.stages.coarse.epochs=1", "search.stages.fine.epochs=2",
-                 "--trials", "coarse=3,fine=2", "--study", EXP, "--json")
+                 "search.confirm.seeds=2", "search.confirm.epochs=1", "--trials", "coarse=3,fine=2",
+                 "--study", EXP, "--json")
     assert search.exit_code == 0, search.stderr
     ablate = cli("ablate", "train.epochs=2", "--seeds", "2", "--experiment", EXP,
                  "--out", "abl", "--json")

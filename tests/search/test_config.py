@@ -68,6 +68,14 @@ BAD = [
     (["--workers", "0"], "--workers must be at least 1"),
     (["--devices", "gpu7"], "unknown device 'gpu7'"),
     (["--study", "a/b"], "no '/'"),
+    # issue 16: limits and odd numbers are one line, before any work
+    (["--trials", "100000000000"], "positive whole number up to 10000"),
+    (["--trials", "coarse=²,fine=1"], "positive whole number"),
+    (["--workers", "100000"], "--workers must be at most 256"),
+    (["--confirm-seeds", "0"], "--confirm-seeds must be from 1 to 100"),
+    (["--no-confirm", "--test"], "needs the confirming stage"),
+    (["search.seed=99999999999"], "invalid value for 'seed'"),
+    (["--out", "/dev/null/x"], "/dev/null is a file, not a folder"),
 ]
 
 
@@ -97,3 +105,21 @@ def test_resume_of_a_missing_study_names_the_existing_ones(cli, workdir: Path) -
     res = cli("search", "--resume", "--study", "digits-aaab")
     assert res.exit_code == 2
     assert "no study 'digits-aaab'" in res.stderr and "did you mean 'digits-aaaa'" in res.stderr
+
+
+def test_out_naming_an_existing_file_fails_before_the_search(cli, workdir: Path) -> None:
+    precious = workdir / "precious.txt"
+    precious.write_text("keep me")
+    res = cli("search", "--out", "precious.txt", "--json")
+    assert res.exit_code == 2 and "precious.txt is a file, not a folder" in res.stderr
+    assert precious.read_text() == "keep me" and not (workdir / "mlflow.db").exists()
+
+
+def test_largest_seed_works_with_every_sampler(cli, workdir: Path) -> None:
+    for sampler in ("tpe", "qmc", "random"):
+        res = cli("search", "data.subset=100", "search.seed=4294967295",
+                  f"search.stages.coarse.sampler={sampler}", "search.stages.coarse.epochs=1",
+                  "--stages", "coarse", "--trials", "1", "--no-confirm", "--no-track",
+                  "--json", "--study", f"seed-{sampler}")
+        assert res.exit_code == 0, res.stderr
+        assert res.json()["stages"][0]["complete"] == 1

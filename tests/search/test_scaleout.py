@@ -29,7 +29,7 @@ from tests.servers import PASSWORD, Servers, servers
 pytestmark = pytest.mark.slow
 # tiny budgets on digits; lr capped so that no trial diverges (every trial run ends FINISHED)
 FAST = ["data.subset=500", "search.stages.coarse.epochs=2", "search.stages.fine.epochs=2",
-        "search.space.opt.lr.high=0.1"]
+        "search.space.opt.lr.high=0.1", "search.confirm.seeds=2", "search.confirm.epochs=1"]
 RUN_ID = "cnnexp.mlflow_run_id"
 
 

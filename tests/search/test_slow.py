@@ -20,7 +20,8 @@ from cnnexp.search.storage import counts, open_storage
 from cnnexp.tracking.tags import KIND
 
 pytestmark = pytest.mark.slow
-FAST = ["data.subset=300", "search.stages.coarse.epochs=1", "search.stages.fine.epochs=2"]
+FAST = ["data.subset=300", "search.stages.coarse.epochs=1", "search.stages.fine.epochs=2",
+        "search.confirm.seeds=2", "search.confirm.epochs=1"]
 
 
 def study_name(overrides: list[str]) -> str:

@@ -91,3 +91,52 @@ def test_a_worker_in_another_pid_namespace_or_boot_is_never_judged_by_pid() -> N
     assert worker_alive({**dead, "boot": "another-boot"})
     # identities written before boot/pidns were recorded are still judged by pid
     assert not worker_alive({k: dead[k] for k in ("host", "pid", "start")})
+
+
+# --- the journal file: never someone else's file, never a torn line made permanent ---------
+
+def test_an_ordinary_file_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    import pytest
+
+    from cnnexp.errors import BadInput
+
+    keep = tmp_path / "keep.yaml"
+    keep.write_text("train: {epochs: 3}\n")
+    with pytest.raises(BadInput, match="not an Optuna journal"):
+        open_storage(str(keep))
+    assert keep.read_text() == "train: {epochs: 3}\n"
+
+
+def test_a_torn_last_line_is_set_aside_and_the_study_reads_on(tmp_path: Path) -> None:
+    path = tmp_path / "j.journal"
+    stage = new_stage(path, 3)
+    claimed = stage.claim()
+    assert claimed is not None
+    good = path.read_bytes()
+    path.write_bytes(good + b'{"op_code": 5, "worker_id": "x", "study_id": 0, "tri')  # killed
+    said: list[str] = []
+    storage = open_storage(str(path), say=said.append)
+    assert path.read_bytes() == good  # the torn line is gone from the journal ...
+    (kept,) = tmp_path.glob("j.journal.torn-*")
+    assert kept.read_bytes().startswith(b'{"op_code": 5')  # ... and kept beside it
+    assert said and "cut short" in said[0]
+    study = optuna.load_study(study_name="s/coarse", storage=storage)
+    assert counts(study.get_trials()).requested == 3
+    study.set_user_attr("after", 1)  # writing goes on from a clean line
+    assert optuna.load_study(study_name="s/coarse", storage=open_storage(str(path))
+                             ).user_attrs["after"] == 1
+
+
+def test_a_damaged_middle_line_is_bad_input(tmp_path: Path) -> None:
+    import pytest
+
+    from cnnexp.errors import BadInput
+
+    path = tmp_path / "j.journal"
+    new_stage(path, 2)
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(lines[0] + b"garbage\n" + b"".join(lines[1:]))
+    before = path.read_bytes()
+    with pytest.raises(BadInput, match="line 2 of the journal is damaged"):
+        open_storage(str(path))
+    assert path.read_bytes() == before

@@ -34,10 +34,10 @@ def test_tracked_run_carries_kind_recipe_device_and_outcome(workdir, mlflow_clie
                                                              ) -> None:
     recipe, data = small
     with tracked(Kind.TRAIN, "parent", recipe=recipe, data=data,
-                 device=torch.device("cpu")) as parent:
-        with tracked(Kind.TRIAL, "child", parent=parent, recipe=recipe,
-                     tags={T.STAGE: "coarse"}) as child:
-            fit(recipe, data=data, device="cpu", callbacks=child.callbacks())
+                 device=torch.device("cpu")) as parent, \
+            tracked(Kind.TRIAL, "child", parent=parent, recipe=recipe,
+                    tags={T.STAGE: "coarse"}) as child:
+        fit(recipe, data=data, device="cpu", callbacks=child.callbacks())
     run = mlflow_client.get_run(child.run_id)
     tags = run.data.tags
     assert tags[T.KIND] == "trial" and tags[T.PARENT] == parent.run_id
@@ -51,7 +51,7 @@ def test_tracked_run_carries_kind_recipe_device_and_outcome(workdir, mlflow_clie
 
 
 def test_diverged_fit_ends_failed(workdir, mlflow_client, small) -> None:
-    recipe, data = small
+    _, data = small
     blown = load_recipe("digits", ["data.subset=200", "train.epochs=2", "opt.lr=1e6"])
     with tracked(Kind.SEED, "diverges", recipe=blown) as rec:
         result = fit(blown, data=data, device="cpu", callbacks=rec.callbacks())

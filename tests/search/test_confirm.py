@@ -1,0 +1,77 @@
+"""The confirming stage and a stage without signal, on real (tiny) searches over digits."""
+
+from __future__ import annotations
+
+import pytest
+
+from cnnexp.tracking import tags as T
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TINY = ["data.subset=200", "search.stages.coarse.epochs=1", "search.stages.fine.epochs=1",
+        "train.epochs=2", "search.confirm.seeds=2"]
+
+
+def test_confirm_compares_best_and_recipe_over_seeds(cli, mlflow_client) -> None:
+    res = cli("search", *TINY, "--trials", "coarse=3,fine=2", "--json")
+    assert res.exit_code == 0, res.stderr
+    out = res.json()
+    c = out["confirm"]
+    assert c["seeds"] == 2 and c["epochs"] == 2  # the recipe's own budget
+    assert len(c["best"]["values"]) == len(c["recipe"]["values"]) == 2
+    assert c["verdict"] in ("helps", "hurts", "within noise", "diverged")
+    assert c["delta"] == pytest.approx(c["best"]["mean"] - c["recipe"]["mean"])
+    assert 0 <= c["p_value"] <= 1 and out["headline"] == c["headline"]
+    words = {"helps": "best beats the recipe by", "hurts": "the recipe beats the best trial",
+             "within noise": "within noise: the recipe is as good",
+             "diverged": "diverged"}[c["verdict"]]
+    assert words in out["headline"] and "over 2 seed(s)" in out["headline"]
+    exp = mlflow_client.get_experiment_by_name(out["study"])
+    runs = mlflow_client.search_runs([exp.experiment_id], max_results=500)
+    confirm = [r for r in runs if r.data.tags.get(T.KIND) == "confirm"]
+    assert sorted(r.data.tags[T.ARM] for r in confirm) == ["best", "best", "recipe", "recipe"]
+    (parent,) = [r for r in runs if r.data.tags.get(T.KIND) == "search"]
+    assert parent.data.tags[T.CONFIRM_VERDICT] == c["verdict"]
+    assert parent.data.metrics["confirm_delta"] == pytest.approx(c["delta"])
+    assert parent.data.tags[T.NOTE].startswith(f"**{c['headline']}**")
+    assert all(r.data.tags[T.PARENT] == parent.info.run_id for r in confirm)
+    # a second run reuses the finished confirming stage instead of training it again
+    again = cli("search", *TINY, "--trials", "coarse=3,fine=2", "--json")
+    assert again.json()["confirm"]["headline"] == c["headline"]
+    assert "reusing the finished confirming stage" in again.stderr or again.exit_code == 0
+
+
+def test_no_confirm_says_the_best_is_unconfirmed_and_test_needs_confirm(cli) -> None:
+    res = cli("search", *TINY, "--trials", "coarse=2,fine=1", "--no-confirm", "--no-track",
+              "--json")
+    assert res.exit_code == 0, res.stderr
+    out = res.json()
+    assert out["confirm"] is None and "not compared with the recipe" in out["headline"]
+    bad = cli("search", *TINY, "--no-confirm", "--test", "--json")
+    assert bad.exit_code == 2 and "needs the confirming stage" in bad.stderr
+
+
+def test_test_evaluates_the_confirmed_winner_once(cli) -> None:
+    res = cli("search", *TINY, "--trials", "coarse=2,fine=1", "--test", "--no-track",
+              "--json")
+    assert res.exit_code == 0, res.stderr
+    c = res.json()["confirm"]
+    t = c["test"]
+    assert t["arm"] == c["winner"] and t["test_images"] == 359 and len(t["test_acc"]) == 2
+    assert t["weights"] == "each seed's best epoch by validation accuracy"
+
+
+def test_a_stage_at_chance_is_named_and_not_narrowed(cli) -> None:
+    dead = ["data.subset=200", "search.stages.coarse.epochs=1", "search.stages.fine.epochs=1",
+            "search.space.opt.lr={low: 1.0e-8, high: 1.0e-7, log: true}",
+            "search.space.opt.weight_decay=null", "search.space.reg.dropout=null",
+            "search.space.arch.norm=null", "opt.warmup_epochs=0"]
+    res = cli("search", *dead, "--trials", "coarse=3,fine=1", "--no-confirm", "--no-track",
+              "--json")
+    assert res.exit_code == 0, res.stderr
+    coarse, fine = res.json()["stages"]
+    assert coarse["signal"] is False
+    assert "loss is not moving" in coarse["noise"]["reading"]
+    assert fine["ranges"] == coarse["ranges"]  # kept, not narrowed around an arbitrary winner
+    assert fine["narrowing"]["opt.lr"]["how"] == "kept (no signal to narrow around)"
+    assert coarse["edge_warnings"] == []
