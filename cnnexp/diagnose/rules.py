@@ -1,8 +1,10 @@
 """Reading learning curves, as the course teaches: overfitting, underfitting, not trained long
-enough, plus unstable optimisation. Pure functions over a run's per-epoch history.
+enough, plus unstable optimisation and runs that learn nothing. Pure functions over a run's
+per-epoch history (and, when known, its class count and validation-set size: chance level and
+noise).
 
 Rules are applied in order and the first that matches wins (docs/review.md explains why):
-unstable -> overfitting -> not_converged -> underfitting -> healthy.
+unstable -> not_learning -> overfitting -> not_converged -> underfitting -> healthy.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from cnnexp.errors import BadInput, did_you_mean, validation_message
 
 DIAGNOSES = ("overfitting", "underfitting", "not_converged", "unstable", "healthy",
-             "unvalidated")
+             "not_learning", "unvalidated")
 
 
 class Thresholds(BaseModel):
@@ -32,6 +34,8 @@ class Thresholds(BaseModel):
     window: float = Field(0.25, gt=0, le=1)  # fraction of epochs read as "the end" (>= 2)
     min_gain: float = Field(0.01, ge=0, le=1)  # val_acc gain over the window: still improving
     min_loss_drop: float = Field(0.10, ge=0)  # relative val_loss drop over the window: same
+    min_loss_abs: float = Field(0.02, ge=0)  # ... and at least this much in absolute terms
+    schedule_end: float = Field(0.05, ge=0, le=1)  # last lr below this x its peak: schedule done
     loss_floor: float = Field(0.05, gt=0)  # relative changes are taken against at least this
     spike: float = Field(0.5, gt=0)  # epoch-to-epoch train_loss rise (relative): a spike
     acc_drop: float = Field(0.10, gt=0, le=1)  # one-epoch val_acc fall: a spike
@@ -102,8 +106,10 @@ def _r(x: float, nd: int = 4) -> float:
 
 
 def diagnose(history: Sequence[Mapping[str, float]], *, status: str = "completed",
-             thresholds: Thresholds | None = None) -> Diagnosis:
-    """Classify per-epoch `train_loss/train_acc/val_loss/val_acc` (in epoch order)."""
+             thresholds: Thresholds | None = None, classes: int | None = None,
+             eval_size: int | None = None) -> Diagnosis:
+    """Classify per-epoch `train_loss/train_acc/val_loss/val_acc` (in epoch order). `classes`
+    gives the chance level (1/C) and `eval_size` the noise of a validation accuracy."""
     t = thresholds or Thresholds()
     tl, ta = _series(history, "train_loss"), _series(history, "train_acc")
     vl, va = _series(history, "val_loss"), _series(history, "val_acc")
@@ -122,6 +128,9 @@ def diagnose(history: Sequence[Mapping[str, float]], *, status: str = "completed
         return _make("unstable", f"training diverged in epoch {ep} (loss non-finite or exploded)",
                      {"epochs": n, "diverged_epoch": ep, "train_loss": _r(tl[ep - 1])}, n)
     ev = _evidence(tl, ta, vl, va, t)
+    ev |= _context(history, va, t, classes, eval_size)
+    if ev.get("chance") is not None and ev["best_val_acc"] <= ev["chance"] + ev["chance_band"]:
+        return _make("not_learning", _not_learning_summary(ev, tl, classes), ev, n)
     spikes = ev["loss_spikes"] + ev["acc_drops"]
     if spikes:
         what = []
@@ -145,10 +154,15 @@ def diagnose(history: Sequence[Mapping[str, float]], *, status: str = "completed
     if n < t.min_epochs:
         return _make("not_converged", f"only {n} epoch(s): too few to read a trend (min_epochs="
                      f"{t.min_epochs})", ev, n)
-    if ev["val_acc_gain"] >= t.min_gain or ev["val_loss_drop"] >= t.min_loss_drop:
+    acc_rising = ev["val_acc_gain"] >= max(t.min_gain, ev.get("noise") or 0.0)
+    loss_falling = ev["val_loss_drop"] >= t.min_loss_drop and \
+        ev["val_loss_drop_abs"] >= t.min_loss_abs
+    improving = acc_rising or loss_falling
+    if improving and ev["schedule_room"]:
         return _make("not_converged", f"validation still improving over the last "
-                     f"{ev['window']} epochs: val_acc {ev['val_acc_gain']:+.3f}, val_loss "
-                     f"-{ev['val_loss_drop']:.0%}", ev, n)
+                     f"{ev['window']} epochs: val_acc {ev['val_acc_gain']:+.3f}"
+                     + (f" (noise ±{ev['noise']:.3f})" if ev.get("noise") else "")
+                     + f", val_loss -{ev['val_loss_drop']:.0%}", ev, n)
     if not fitted and large:  # the course's "not training enough": both low, still a gap
         return _make("not_converged", f"train_acc {ev['train_acc']:.3f} and val_acc "
                      f"{ev['val_acc']:.3f} both low (< {t.low_acc}) with a gap of "
@@ -157,8 +171,42 @@ def diagnose(history: Sequence[Mapping[str, float]], *, status: str = "completed
         return _make("underfitting", f"train_acc {ev['train_acc']:.3f} (< {t.low_acc}) and "
                      f"val_acc {ev['val_acc']:.3f} both low and close (gap {ev['gap']:.3f}), "
                      "curves flat", ev, n)
+    ending = ("validation was still rising when the learning-rate schedule ended: a longer "
+              "schedule (more epochs) may add a little" if improving else
+              "validation has levelled off")
     return _make("healthy", f"train_acc {ev['train_acc']:.3f}, val_acc {ev['val_acc']:.3f}, "
-                 f"gap {ev['gap']:.3f}; validation has levelled off", ev, n)
+                 f"gap {ev['gap']:.3f}; {ending}", ev, n)
+
+
+def _context(history: Sequence[Mapping[str, float]], va: list[float], t: Thresholds,
+             classes: int | None, eval_size: int | None) -> dict[str, Any]:
+    """Chance level, the noise of the final accuracy, and how much schedule is left."""
+    from cnnexp.noise import binomial_se, noise_band
+
+    out: dict[str, Any] = {"chance": None, "chance_band": None, "noise": None}
+    if classes and classes > 1:
+        chance = 1.0 / classes
+        out["chance"] = _r(chance)
+        # within noise of chance (2 SE on the validation set), else within half the chance
+        band = 2 * binomial_se(chance, eval_size) if eval_size else 0.5 * chance
+        out["chance_band"] = _r(max(band, 1.0 / eval_size if eval_size else 0.0))
+    if eval_size and len(va) > 1:
+        w = min(max(2, math.ceil(t.window * len(va))), len(va) - 1)
+        out["noise"] = _r(noise_band(va[-1 - w], va[-1], eval_size))
+    lrs = [float(h["lr"]) for h in history if _finite(h.get("lr", math.nan))]
+    peak = max(lrs, default=0.0)
+    out["schedule_left"] = _r(lrs[-1] / peak) if peak > 0 else None
+    out["schedule_room"] = peak <= 0 or lrs[-1] > t.schedule_end * peak
+    return out
+
+
+def _not_learning_summary(ev: Mapping[str, Any], tl: list[float], classes: int | None) -> str:
+    ln_c = math.log(classes) if classes else math.nan
+    stuck = _finite(ln_c) and abs(tl[-1] - ln_c) < 0.1 * ln_c
+    return (f"val_acc never above chance (best {ev['best_val_acc']:.3f}; chance "
+            f"{ev['chance']:.3f} ± {ev['chance_band']:.3f}); train_loss {tl[-1]:.3f}"
+            + (f" stuck at ln C = {ln_c:.2f}: the loss is not moving" if stuck else
+               f" (ln C = {ln_c:.2f})"))
 
 
 def _evidence(tl: list[float], ta: list[float], vl: list[float], va: list[float],
@@ -186,6 +234,7 @@ def _evidence(tl: list[float], ta: list[float], vl: list[float], va: list[float]
         "window": w if n > 1 else 0,
         "val_acc_gain": _r(va[-1] - va[start]) if n > 1 else 0.0,
         "val_loss_drop": _r((vl[start] - vl[-1]) / max(vl[start], floor)) if n > 1 else 0.0,
+        "val_loss_drop_abs": _r(vl[start] - vl[-1]) if n > 1 else 0.0,
         "loss_spikes": loss_spikes, "acc_drops": acc_drops,
     }
 
@@ -239,6 +288,18 @@ def remedies_for(kind: str, ev: Mapping[str, Any], epochs: int) -> tuple[list[st
             "Training longer: the spikes come from optimisation, not from too few epochs",
             "More regularisation or more data: neither stabilises the optimiser",
         ])
+    if kind == "not_learning":
+        return ([
+            "Check the learning rate: a loss stuck at ln C means too low, NaN or chance after "
+            "a spike means too high (`cnnexp lr-find` suggests one)",
+            "Normalise and initialise (`arch.norm=batch`, `arch.init=kaiming`)",
+            "Run `cnnexp sanity`: initial loss ≈ ln C, gradients reach the first layer, a tiny "
+            "subset can be overfit",
+        ], [
+            "A bigger model or more data: nothing is being learned yet",
+            "Training longer with the same settings",
+            "Less regularisation: it is not what stops a model at chance",
+        ])
     if kind == "unvalidated":
         return (["Read the decisions from the validated runs (search, ablation) and the final "
                  "figure from the test split (`--test`)"], [])
@@ -247,5 +308,17 @@ def remedies_for(kind: str, ev: Mapping[str, Any], epochs: int) -> tuple[list[st
 
 
 def diagnose_fit(result: Any, thresholds: Thresholds | None = None) -> Diagnosis:
-    """The diagnosis of an engine FitResult."""
-    return diagnose(result.history, status=result.status, thresholds=thresholds)
+    """The diagnosis of an engine FitResult (chance level and noise from its data)."""
+    data = result.trainer.data
+    return diagnose(result.history, status=result.status, thresholds=thresholds,
+                    classes=data.num_classes, eval_size=data.n_val or None)
+
+
+CURVE_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc")
+
+
+def context_of(metrics: Mapping[str, float]) -> dict[str, int | None]:
+    """`classes` and `eval_size` for diagnose() from a tracked run's logged metrics."""
+    classes, size = metrics.get("classes"), metrics.get("val_images")
+    return {"classes": int(classes) if classes else None,
+            "eval_size": int(size) if size else None}

@@ -95,16 +95,19 @@ def search(r: dict[str, Any]) -> str:
 def _best_trial(sj: dict[str, Any]) -> str:
     """The best trial's learning curves and their diagnosis."""
     from cnnexp.diagnose.plots import curves_figure, png_bytes
-    from cnnexp.diagnose.rules import diagnose
+    from cnnexp.diagnose.rules import CURVE_KEYS, context_of, diagnose
 
     best = sj.get("best") or {}
     run_id = best.get("mlflow_run_id")
     if not run_id:
         return ""
-    hist = [h for h in query.metric_history(run_id) if len(h) == 5]
-    if not hist:
+    hist = [h for h in query.metric_history(run_id, (*CURVE_KEYS, "lr"))
+            if all(k in h for k in CURVE_KEYS)]
+    rec = query.find_run(run_id)
+    if not hist or rec is None:
         return ""
-    d = diagnose(hist)
+    d = diagnose(hist, status=rec["tags"].get(T.STATUS, "completed"),
+                 **context_of(rec["metrics"]))
     fig = curves_figure(hist, f"best trial {best['stage']}-{best['trial']:02d}: {d.diagnosis}")
     params = " ".join(f"`{k}={_fmt(v)}`" for k, v in best.get("params", {}).items())
     return (f"<h3>Best trial: {best['stage']}-{best['trial']:02d}</h3>"

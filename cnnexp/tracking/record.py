@@ -94,10 +94,17 @@ class EpochLogger(Callback):
 
 
 class OutcomeLogger(Callback):
-    """How `fit` ended: summary metrics, status/reason/diagnosis tags, FAILED if diverged."""
+    """The data's size at the start; how `fit` ended: summary metrics, status/reason/diagnosis
+    tags, FAILED if diverged."""
 
     def __init__(self, run: store.Run) -> None:
         self.run = run
+
+    def on_fit_start(self, state: FitState) -> None:
+        # what a later reading of the curves needs: chance level (1/classes) and the noise of
+        # a validation accuracy (its size)
+        self.run.log_metrics({"classes": state.data.num_classes,
+                              "val_images": state.data.n_val})
 
     def on_fit_end(self, state: FitState, result: FitResult) -> None:
         from cnnexp.diagnose.rules import diagnose_fit

@@ -182,3 +182,57 @@ def test_consensus_over_seeds():
     assert consensus(["overfitting", "healthy", "overfitting"]) == "overfitting 2/3"
     assert consensus(["healthy", "unstable"]) == "healthy 1/2"  # a tie: the first seen
     assert consensus(["", ""]) == ""
+
+
+# --- diagnoses a practitioner would sign (the review issue) ----------------------------------
+
+def with_lr(history, lrs):
+    return [{**h, "lr": lr} for h, lr in zip(history, lrs, strict=True)]
+
+
+def test_a_run_at_chance_is_not_learning_not_underfitting() -> None:
+    # the demo's lr=8.5 trial: val_acc 0.1003 from epoch 1, loss ~ ln 10
+    h = hist([0.10, 0.10, 0.10, 0.10, 0.10], [0.1003] * 5, train_loss=[2.303] * 5,
+             val_loss=[2.302] * 5)
+    d = diagnose(h, classes=10, eval_size=359)
+    assert d.diagnosis == "not_learning"
+    assert "never above chance" in d.summary and "stuck at ln C" in d.summary
+    assert any("cnnexp sanity" in r for r in d.remedies)
+    assert any("bigger model" in r for r in d.not_remedies)
+    assert diagnose(h).diagnosis != "not_learning"  # chance unknown: no such claim
+
+
+def test_the_near_chance_trial_is_not_learning_when_the_classes_are_known() -> None:
+    h = hist([0.125, 0.117, 0.176], [0.114, 0.120, 0.111],
+             train_loss=[2.30, 2.265, 2.203], val_loss=[2.302, 2.301, 2.299])
+    assert diagnose(h, classes=10, eval_size=60).diagnosis == "not_learning"
+
+
+def test_a_tiny_val_loss_drop_is_not_progress() -> None:
+    # the demo's best fine trial: val_acc at 0.9972, val_loss 0.020 -> 0.011 over the window
+    acc = [0.9, 0.97, 0.99, 0.995, 0.9972, 0.9972, 0.9972, 0.9972]
+    h = hist(acc, acc, val_loss=[0.3, 0.1, 0.05, 0.03, 0.020, 0.016, 0.013, 0.011])
+    assert diagnose(h, classes=10, eval_size=359).diagnosis == "healthy"
+
+
+def test_a_gain_within_noise_is_not_progress_but_above_noise_is() -> None:
+    acc = [0.5, 0.8, 0.9, 0.92, 0.93, 0.935, 0.94, 0.945]
+    h = hist(acc, acc)
+    assert diagnose(h, eval_size=300).diagnosis == "healthy"  # +0.01 over 2 epochs, n=300
+    assert diagnose(h, eval_size=300).evidence["noise"] > 0.01
+    assert diagnose(h, eval_size=100_000).diagnosis == "not_converged"  # same gain, tiny noise
+
+
+def test_still_improving_when_the_schedule_has_ended_is_not_not_converged() -> None:
+    ended = with_lr(RISING, [0.1, 0.09, 0.08, 0.06, 0.04, 0.02, 0.005, 0.0])
+    d = diagnose(ended)
+    assert d.diagnosis != "not_converged" and d.evidence["schedule_room"] is False
+    room = with_lr(RISING, [0.1] * 8)
+    assert diagnose(room).diagnosis == "not_converged"
+
+
+def test_identical_curves_get_the_same_reading_whatever_the_run() -> None:
+    # the default run and the best trial with the same curves must agree
+    a = diagnose(with_lr(HEALTHY, [0.05] * 10), classes=10, eval_size=287)
+    b = diagnose(with_lr(HEALTHY, [0.05] * 10), classes=10, eval_size=287)
+    assert a.diagnosis == b.diagnosis == "healthy"
