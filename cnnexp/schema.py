@@ -135,7 +135,9 @@ class TrainCfg(Strict):
     eval_batch_size: int = Field(1024, ge=1, le=65536)
     seed: int = Field(0, ge=0, le=MAX_SEED)
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"  # CUDA only; auto = bf16 if supported
-    channels_last: bool = True  # CUDA only
+    # memory format: auto = channels_last on CUDA, on a CPU whichever layout measures faster
+    # for this model (cnnexp.engine.layout); true/false force it
+    channels_last: bool | Literal["auto"] = "auto"
     compile: bool = False
     # tracked runs save a resumable checkpoint after an epoch at most this often (0 = every
     # epoch); `cnnexp train --resume RUN_ID` continues from the last one

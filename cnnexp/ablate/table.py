@@ -141,7 +141,11 @@ def rich_table(rows: Sequence[Row], info: TableInfo) -> Any:
 
 
 def bar_chart(rows: Sequence[Row], info: TableInfo) -> Any:
-    """Mean ± std per arm, seeds as dots, the reference mean as a dashed line."""
+    """Each arm's seeds as dots and its mean ± std as a bar, against the baseline's band.
+
+    Zoomed to the arms near the baseline (differences of a few points stay visible); an arm
+    far outside (e.g. one stuck at chance) is drawn as a marker at the edge with its value,
+    instead of stretching the axis until nothing else can be read."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -150,26 +154,57 @@ def bar_chart(rows: Sequence[Row], info: TableInfo) -> Any:
     scale = 100.0 if _is_acc(info.metric) else 1.0
     fig = Figure(figsize=(max(5.0, 1.3 * len(rows) + 1.5), 4.2), layout="constrained")
     ax = fig.add_subplot()
-    xs = range(len(rows))
-    means = [r.mean * scale if r.n else 0.0 for r in rows]
-    errs = [r.std * scale if math.isfinite(r.std) else 0.0 for r in rows]
-    colors = ["#888888" if i == 0 else {"helps": "#2a9d4b", "hurts": "#d1495b"}.get(
-        r.verdict, "#4c78a8") for i, r in enumerate(rows)]
-    ax.bar(xs, means, yerr=errs, capsize=5, color=colors, alpha=0.85)
-    for i, r in enumerate(rows):
-        ax.scatter([i] * len(r.values), [v * scale for v in r.values], color="black", s=10,
-                   zorder=3)
+    base = rows[0] if rows and rows[0].n else None
+    lo, hi = _zoom(rows, scale)
+    colours = ["#555555"] + [{"helps": "#2a9d4b", "hurts": "#d1495b"}.get(r.verdict, "#4c78a8")
+                             for r in rows[1:]]
+    if base is not None:
+        b, s = base.mean * scale, (base.std * scale if math.isfinite(base.std) else 0.0)
+        ax.axhspan(b - s, b + s, color="#999999", alpha=0.18, lw=0, label="baseline ± std")
+        ax.axhline(b, color="#444444", ls="--", lw=1)
+    for i, (r, colour) in enumerate(zip(rows, colours, strict=True)):
+        seeds = [v * scale for v in r.values]
+        inside = [v for v in seeds if lo <= v <= hi]
+        ax.scatter([i + 0.12] * len(inside), inside, color="black", s=12, zorder=3)
+        if not r.n:
+            ax.annotate("diverged", (i, lo), ha="center", va="bottom", color="#d1495b",
+                        fontsize=8)
+            continue
+        mean = r.mean * scale
+        err = r.std * scale if math.isfinite(r.std) else 0.0
+        if lo <= mean <= hi:
+            ax.errorbar([i], [mean], yerr=[err], fmt="o", color=colour, ms=7, capsize=5, lw=2)
+        else:  # far outside the zoom: a marker at the edge saying where it is
+            edge = lo if mean < lo else hi
+            ax.scatter([i], [edge], marker="v" if mean < lo else "^", color=colour, s=70)
+            ax.annotate(f"{mean:.1f}{'%' if scale > 1 else ''}", (i, edge),
+                        textcoords="offset points", xytext=(0, 8 if mean < lo else -14),
+                        ha="center", fontsize=8, color=colour)
         if r.diverged:
-            ax.annotate("diverged" if not r.n else f"{r.diverged} diverged", (i, means[i]),
-                        ha="center", va="bottom", color="#d1495b", fontsize=8)
-    finite = [v * scale for r in rows for v in r.values]
-    if finite:
-        lo, hi = min(finite), max(finite)
-        pad = max((hi - lo) * 0.6, 0.5 if scale > 1 else 0.01)
-        ax.set_ylim(lo - pad, hi + pad)
-    if rows and rows[0].n:
-        ax.axhline(rows[0].mean * scale, color="#444444", ls="--", lw=1)
-    ax.set_xticks(list(xs), [r.arm for r in rows], rotation=20, ha="right")
-    ax.set_ylabel(f"{info.metric}{' (%)' if scale > 1 else ''}, mean ± std over seeds")
+            ax.annotate(f"{r.diverged} diverged", (i, hi), ha="center", va="top",
+                        color="#d1495b", fontsize=8)
+    ax.set_ylim(lo, hi)
+    ax.set_xticks(list(range(len(rows))), [r.arm for r in rows], rotation=20, ha="right")
+    ax.set_ylabel(f"{info.metric}{' (%)' if scale > 1 else ''}: seeds, mean ± std")
     ax.set_title(info.title, fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
     return fig
+
+
+def _zoom(rows: Sequence[Row], scale: float) -> tuple[float, float]:
+    """The y-range: every seed of the arms whose mean lies near the baseline's (within 5
+    points or 10 baseline stds), padded; accuracies stay within [0, 100]."""
+    finished = [r for r in rows if r.n]
+    if not finished:
+        return (0.0, 100.0) if scale > 1 else (0.0, 1.0)
+    b = finished[0].mean
+    spread = finished[0].std if math.isfinite(finished[0].std) else 0.0
+    near = max(10 * spread, 0.05 if scale > 1 else 0.05 * abs(b) + 1e-9)
+    close = [r for r in finished if abs(r.mean - b) <= near] or finished[:1]
+    values = [v * scale for r in close for v in r.values if math.isfinite(v)]
+    lo, hi = min(values), max(values)
+    pad = max((hi - lo) * 0.25, 0.25 if scale > 1 else 0.005)
+    lo, hi = lo - pad, hi + pad
+    if scale > 1:
+        lo, hi = max(lo, 0.0), min(hi, 100.0)
+    return lo, hi

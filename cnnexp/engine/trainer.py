@@ -25,6 +25,7 @@ from cnnexp.data import DataBundle
 from cnnexp.data.augment import Augmenter
 from cnnexp.data.loader import Batches
 from cnnexp.engine.callbacks import Callback, FitState
+from cnnexp.engine.layout import choose_channels_last
 from cnnexp.engine.optim import Schedule, build_optimizer
 from cnnexp.models import ModelSpec, build_model
 from cnnexp.schema import Recipe
@@ -54,7 +55,10 @@ class Trainer:
         # augmentation) starts from it however the model was made (build_model seeds its own
         # initialisation without touching the global stream).
         torch.manual_seed(recipe.train.seed)
-        self.channels_last = device.type == "cuda" and recipe.train.channels_last
+        size = (min(recipe.train.batch_size, max(data.n_train, 1)), data.channels,
+                 data.image_size, data.image_size)
+        self.channels_last = choose_channels_last(
+            recipe.train.channels_last, self.model, torch.full(size, 0.5, device=device), device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         if device.type == "cuda":

@@ -1,5 +1,7 @@
-"""Search plots: the metric against each numeric parameter (coloured by stage, like the course's
-lr/reg scatter plots), the optimisation history, and fANOVA parameter importance."""
+"""Search plots: the metric against each numeric parameter (one slice per parameter, coloured
+by stage, log axes where the parameter is searched in log space, dead trials marked apart),
+Optuna's parallel-coordinates plot over every stage, the optimisation history, and fANOVA
+parameter importance."""
 
 from __future__ import annotations
 
@@ -33,17 +35,22 @@ def param_scatter(results: list[StageResult], metric: str) -> Figure | None:
     fig = _figure(4.2 * len(params), 3.4)
     axes = fig.subplots(1, len(params), squeeze=False)[0]
     for ax, path in zip(axes, params, strict=True):
+        dead_x: list[float] = []
         for i, r in enumerate(results):
             pts = [t for t in r.trials if t.value is not None and path in t.params
-                   and math.isfinite(t.value)]
+                   and math.isfinite(t.value) and not _dead(t)]
             done = [(t.params[path], t.value) for t in pts if t.state.name == "COMPLETE"]
             pruned = [(t.params[path], t.value) for t in pts if t.state.name != "COMPLETE"]
+            dead_x += [t.params[path] for t in r.trials if _dead(t) and path in t.params]
             colour = COLOURS[i % len(COLOURS)]
             if done:
                 ax.scatter(*zip(*done, strict=True), color=colour, label=r.plan.name, s=22)
             if pruned:
                 ax.scatter(*zip(*pruned, strict=True), color=colour, marker="x", s=22,
                            label=f"{r.plan.name} (pruned)")
+        if dead_x:  # learned nothing or diverged: drawn apart, under the axis, not as values
+            ax.scatter(dead_x, [0.02] * len(dead_x), transform=ax.get_xaxis_transform(),
+                       marker="x", color="0.5", s=26, label="not learning / diverged")
             rng = r.space.get(path)
             if isinstance(rng, Range):
                 ax.axvspan(rng.low, rng.high, color=colour, alpha=0.06)
@@ -55,6 +62,35 @@ def param_scatter(results: list[StageResult], metric: str) -> Figure | None:
     if axes[0].get_legend_handles_labels()[0]:
         axes[0].legend(fontsize=7)
     fig.suptitle(f"{metric} vs parameters (shaded: each stage's range)")
+    return fig
+
+
+def _dead(t: Any) -> bool:
+    """A trial that learned nothing (at chance) or diverged."""
+    from cnnexp.search import attrs as A
+
+    return t.user_attrs.get(A.DIAGNOSIS) == "not_learning" or \
+        str(t.user_attrs.get(A.REASON, "")).startswith("diverged")
+
+
+def parallel(results: list[StageResult]) -> Figure | None:
+    """Optuna's parallel-coordinates plot over the completed trials of every stage (log axes
+    for log-scaled parameters; colour = the metric)."""
+    import optuna
+    from optuna.visualization import matplotlib as om
+
+    done = [t for r in results for t in r.trials
+            if t.state.name == "COMPLETE" and t.value is not None and not _dead(t)]
+    if len(done) < 2 or not done[0].params:
+        return None
+    merged = optuna.create_study(direction=results[0].direction)
+    with warnings.catch_warnings():  # the matplotlib backend is "experimental" in Optuna
+        warnings.simplefilter("ignore")
+        merged.add_trials(done)
+        ax = om.plot_parallel_coordinate(merged)
+    fig = ax.figure
+    fig.set_size_inches(max(6.0, 1.6 * len(done[0].params) + 2), 4.2)
+    ax.set_title(f"parallel coordinates: {len(done)} completed trials, every stage")
     return fig
 
 
@@ -115,6 +151,7 @@ def importance(results: list[StageResult]) -> Figure | None:
 def figures(results: list[StageResult], metric: str, direction: str) -> dict[str, Figure]:
     out = {"history.png": history(results, metric, direction)}
     for name, fig in (("params.png", param_scatter(results, metric)),
+                      ("parallel.png", parallel(results)),
                       ("importance.png", importance(results))):
         if fig is not None:
             out[name] = fig

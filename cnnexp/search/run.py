@@ -340,6 +340,9 @@ def _log_to_mlflow(plan: Plan, results: list[StageResult], best: tuple | None,
         with replaced(out / name) as tmp:
             fig.savefig(tmp, dpi=110)  # rendered once, logged as the file
         parent.log_artifact(str(out / name), "plots")
+    import matplotlib.pyplot as plt
+
+    plt.close("all")  # Optuna's plots live in pyplot's registry until closed
     parent.log_artifact(str(out / "trials.csv"))
     if result["best_recipe_path"]:
         parent.log_artifact(result["best_recipe_path"])
