@@ -100,7 +100,8 @@ def fit(recipe: Recipe, *, data: DataBundle | None = None, device: str | torch.d
     start = time.perf_counter()
     dev = as_device(device)
     data = data or build_data(recipe)
-    trainer = Trainer(recipe, data, dev, model)
+    trainer = Trainer(recipe, data, dev, model,
+                      channels_last=resume.get("channels_last") if resume else None)
     progress = Progress()
     state = FitState(recipe, trainer.model, trainer.data, dev, recipe.train.epochs,
                      len(trainer.train_batches), trainer=trainer, progress=progress)

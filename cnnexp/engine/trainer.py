@@ -46,7 +46,7 @@ class Trainer:
     """Holds everything one training run needs; `engine.fit` is the functional front door."""
 
     def __init__(self, recipe: Recipe, data: DataBundle, device: torch.device,
-                 model: nn.Module | None = None) -> None:
+                 model: nn.Module | None = None, channels_last: bool | None = None) -> None:
         self.recipe, self.device = recipe, device
         self.data = data.to(device)
         spec = ModelSpec(data.channels, data.num_classes, data.image_size)
@@ -57,8 +57,10 @@ class Trainer:
         torch.manual_seed(recipe.train.seed)
         size = (min(recipe.train.batch_size, max(data.n_train, 1)), data.channels,
                  data.image_size, data.image_size)
-        self.channels_last = choose_channels_last(
-            recipe.train.channels_last, self.model, torch.full(size, 0.5, device=device), device)
+        # a resumed run keeps the layout it started with (the numbers stay bit-identical)
+        self.channels_last = channels_last if channels_last is not None else \
+            choose_channels_last(recipe.train.channels_last, self.model,
+                                 torch.full(size, 0.5, device=device), device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         if device.type == "cuda":
@@ -193,6 +195,7 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         """Weights, optimiser, schedule, scaler, EMA and every RNG the run draws from."""
         return {
+            "channels_last": self.channels_last,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(),
