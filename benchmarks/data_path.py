@@ -1,5 +1,6 @@
 """2. Data path: batched on-device augmentation vs torchvision v2 per-sample transforms in a
-DataLoader with 2 workers; flip + translate(4) + cutout(8) at 32x32 on `shapes`, no model."""
+DataLoader with 2 workers; flip + translate(4) + cutout(8) at 32x32 on `shapes`, no model.
+Figure: the median over interleaved repeats of the per-repeat ratio of images/sec."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import time
 
 import torch
 
-from benchmarks.common import interleaved, median
+from benchmarks.common import interleaved, median, paired_ratios, repeats_for, summarize
 from cnnexp.data import build_data
 from cnnexp.data.augment import Augmenter
 from cnnexp.data.loader import Batches
@@ -44,8 +45,10 @@ def torchvision_loader(data, workers: int = 2) -> torch.utils.data.DataLoader:
                                        persistent_workers=workers > 0, drop_last=True)
 
 
-def run(device: str = "cpu", repeats: int = 3) -> dict:
-    recipe = load_recipe("shapes", ["data.num_samples=6000", "aug=flip_translate",
+def run(device: str = "cpu", repeats: int | None = None, quick: bool = False) -> dict:
+    repeats = repeats_for(repeats, quick)
+    size = 1500 if quick else 6000
+    recipe = load_recipe("shapes", [f"data.num_samples={size}", "aug=flip_translate",
                                     "aug.translate=4", "aug.cutout=8"])
     data = build_data(recipe)
     dev = torch.device(device)
@@ -74,7 +77,9 @@ def run(device: str = "cpu", repeats: int = 3) -> dict:
         return n / (time.perf_counter() - t0)
 
     res = interleaved({"batched_device": batched, "torchvision_dataloader": per_sample}, repeats)
-    b, t = median(res["batched_device"]), median(res["torchvision_dataloader"])
-    return {"name": "data_path", "device": device, "batched_images_per_sec": round(b, 1),
-            "torchvision_images_per_sec": round(t, 1), "ratio": round(b / t, 2),
-            "target": ">= 3", "met": b / t >= 3, "runs": res}
+    ratios = paired_ratios(res["batched_device"], res["torchvision_dataloader"])
+    return summarize("data_path", "ratio", ratios, ">= 3", digits=2, device=device,
+                     label="batched device aug / torchvision DataLoader, images/s",
+                     sides={"batched_images_per_sec": res["batched_device"],
+                            "torchvision_images_per_sec": res["torchvision_dataloader"]},
+                     effect=abs(median(ratios) - 1))

@@ -1,7 +1,9 @@
 """1. Harness overhead: cnnexp's engine with MLflow tracking on vs a minimal hand-written loop.
 
 Same model (same seed), same device-resident tensors, same batch size and batched
-augmentation, same per-epoch evaluation; figure = training images / wall seconds."""
+augmentation, same per-epoch evaluation; each side's figure = training images / wall seconds
+of the whole run, and the figure reported is the median of the per-repeat ratios
+engine / hand loop (interleaved repeats)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,14 @@ import time
 import torch
 import torch.nn.functional as F
 
-from benchmarks.common import interleaved, median, temp_store
+from benchmarks.common import (
+    interleaved,
+    median,
+    paired_ratios,
+    repeats_for,
+    summarize,
+    temp_store,
+)
 from cnnexp import train as runner
 from cnnexp.data import build_data
 from cnnexp.data.augment import Augmenter
@@ -20,9 +29,10 @@ from cnnexp.recipe import load_recipe
 
 OVERRIDES = ["data.num_samples=2500", "arch=small_cnn", "aug=flip_translate",
              "aug.translate=4", "opt=sgd", "train.epochs=3", "train.batch_size=128"]
+QUICK = ["data.num_samples=600", "train.epochs=1"]
 
 
-def hand_loop(recipe, data, device: torch.device) -> float:
+def hand_loop(recipe, data, device: torch.device, hot: list[float]) -> float:
     torch.manual_seed(recipe.train.seed)
     model = build_model(recipe, ModelSpec(data.channels, data.num_classes, data.image_size))
     model = model.to(device)
@@ -51,17 +61,16 @@ def hand_loop(recipe, data, device: torch.device) -> float:
         with torch.no_grad():
             logits = torch.cat([model(aug.normalize(vx[j:j + 1024])) for j in range(0, len(vy), 1024)])
             float(F.cross_entropy(logits, vy))
-    HOT_LOOP.append(images / train_seconds)
+    hot.append(images / train_seconds)  # the training phase alone (no eval, no set-up)
     return images / (time.perf_counter() - t0)
 
 
-HOT_LOOP: list[float] = []  # training-phase images/sec of the hand loop (no eval, no set-up)
-ENGINE_HOT: list[float] = []
-
-
-def run(device: str = "cpu", repeats: int = 3) -> dict:
+def run(device: str = "cpu", repeats: int | None = None, quick: bool = False) -> dict:
+    repeats = repeats_for(repeats, quick)
     dev = torch.device(device)
-    recipe = load_recipe("shapes", OVERRIDES)
+    recipe = load_recipe("shapes", OVERRIDES + (QUICK if quick else []))
+    engine_hot: list[float] = []
+    hand_hot: list[float] = []
     data = build_data(recipe)
     images = (data.n_train // recipe.train.batch_size) * recipe.train.batch_size * recipe.train.epochs
     with temp_store():
@@ -70,15 +79,18 @@ def run(device: str = "cpu", repeats: int = 3) -> dict:
         def engine() -> float:
             t0 = time.perf_counter()
             out = runner.train(recipe, device=torch.device(device), data=data, track=True)
-            ENGINE_HOT.append(out["images_per_sec"])
+            engine_hot.append(out["images_per_sec"])
             return images / (time.perf_counter() - t0)
 
-        res = interleaved({"engine": engine, "hand_loop": lambda: hand_loop(recipe, data, dev)},
-                          repeats)
-    e, h = median(res["engine"]), median(res["hand_loop"])
-    return {"name": "harness_overhead", "device": device, "engine_images_per_sec": round(e, 1),
-            "hand_loop_images_per_sec": round(h, 1), "ratio": round(e / h, 3),
-            "target": ">= 0.95", "met": e / h >= 0.95,
-            # the training phase alone (engine's own images_per_sec vs the hand loop's):
-            # what is left when per-run set-up, evaluation and end-of-run artifacts are excluded
-            "hot_loop_ratio": round(median(ENGINE_HOT) / median(HOT_LOOP), 3), "runs": res}
+        res = interleaved({"engine": engine,
+                           "hand_loop": lambda: hand_loop(recipe, data, dev, hand_hot)}, repeats)
+    ratios = paired_ratios(res["engine"], res["hand_loop"])
+    hot = paired_ratios(engine_hot, hand_hot)
+    return summarize("harness_overhead", "ratio", ratios, ">= 0.95",
+                     label="engine / hand loop, images/s", device=device,
+                     sides={"engine_images_per_sec": res["engine"],
+                            "hand_loop_images_per_sec": res["hand_loop"]},
+                     effect=abs(median(ratios) - 1),
+                     # the training phase alone (engine's own images_per_sec vs the hand
+                     # loop's): what is left without per-run set-up, evaluation and artifacts
+                     hot_loop_ratio=round(median(hot), 3), hot_loop_ratios=hot)
