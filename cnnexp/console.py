@@ -9,7 +9,7 @@ import math
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -32,27 +32,59 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
+_emitted = False  # has this command printed its JSON object yet?
+
+
 def emit_json(obj: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(to_jsonable(obj), indent=None, sort_keys=False) + "\n")
+    """The command's one JSON object on stdout (any URL password in it redacted)."""
+    from cnnexp.redact import redact_url
+
+    global _emitted
+    text = json.dumps(to_jsonable(obj), indent=None, sort_keys=False)
+    sys.stdout.write(redact_url(text) + "\n")
     sys.stdout.flush()
+    _emitted = True
 
 
-def guarded(fn: Callable[[], T]) -> T:
-    """Run a command body; bad input -> one line + exit 2, failed check -> exit 1,
-    Ctrl-C -> exit 130. No traceback for any of them."""
-    from cnnexp.errors import BadInput, CheckFailed
+def guarded(fn: Callable[[], T], json_mode: bool = False) -> T:
+    """Run a command body; bad input -> one line + exit 2, a failed check or run (the disk or
+    the tracking store failing under it included) -> exit 1, Ctrl-C -> exit 130. No traceback
+    for any of them, and no password in the line.
 
+    With --json, a command that ends this way without having printed its result prints
+    `{"error": LINE, "exit_code": N}` on stdout, so stdout always holds exactly one object."""
+    from cnnexp.errors import BadInput, CheckFailed, environment_failure
+
+    global _emitted
+    _emitted = False
     try:
         return fn()
+    except (typer.Exit, typer.Abort):
+        raise  # the command chose its exit code
     except BadInput as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+        _fail("error", str(exc), 2, json_mode)
     except CheckFailed as exc:
-        err.print(f"[bold red]failed:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
+        _fail("failed", str(exc), 1, json_mode)
     except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/]")
-        raise typer.Exit(130) from None
+        _fail("interrupted", "", 130, json_mode)
+    except Exception as exc:
+        reason = environment_failure(exc)
+        if reason is None:
+            raise  # a bug: the traceback is what a report needs
+        _fail("failed", reason, 1, json_mode)
+
+
+def _fail(label: str, message: str, code: int, json_mode: bool) -> NoReturn:
+    from cnnexp.redact import redact_url
+
+    message = redact_url(" ".join(message.split()))
+    if message:
+        err.print(f"[bold red]{label}:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    else:
+        err.print(f"[yellow]{label}[/]")
+    if json_mode and not _emitted:
+        emit_json({"error": message or label, "exit_code": code})
+    raise typer.Exit(code) from None
 
 
 def quiet_libraries() -> None:
@@ -64,6 +96,8 @@ def quiet_libraries() -> None:
     # with an http:// tracking server MLflow prints "View run ... at" on stdout at each run's
     # end, which would break --json's one object on stdout
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    # artifact downloads (train --resume, report) would draw progress bars on the terminal
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     for name in ("alembic", "mlflow", "optuna", "urllib3"):
         logging.getLogger(name).setLevel(logging.WARNING if name != "alembic" else logging.ERROR)
     warnings.filterwarnings("ignore", module="mlflow")

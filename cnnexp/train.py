@@ -22,7 +22,7 @@ from cnnexp.engine.checkpoint import Checkpointer
 from cnnexp.final import TestResult, evaluate_test, merged_train_val
 from cnnexp.models import ModelSpec, build_model
 from cnnexp.schema import Recipe
-from cnnexp.tracking import Kind, Recording
+from cnnexp.tracking import Kind, Recording, lease
 from cnnexp.tracking import tags as T
 
 CHECKPOINT = "checkpoints/last.pt"
@@ -64,7 +64,8 @@ def train(recipe: Recipe, *, device: torch.device, experiment: str | None = None
     with tracking.tracked(Kind.TRAIN, run_name(recipe, refit), enabled=track,
                           experiment=experiment, recipe=recipe, data=data, device=device,
                           tags={T.REFIT: refit} if refit else None,
-                          description=recipe.description or None) as rec:
+                          description=recipe.description or None) as rec, \
+            lease.held(rec.run, fresh=True):  # a --resume of this run waits its turn
         return _fit_recorded(rec, recipe, data, device, callbacks, log_model, model=model,
                              test=test)
 
@@ -72,30 +73,37 @@ def train(recipe: Recipe, *, device: torch.device, experiment: str | None = None
 def resume(run_id: str, *, device: torch.device, log_model: bool = False, test: bool = False,
            callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
     """Continue a tracked run from its last checkpoint, logging into the same run (a refit run
-    stays a refit run)."""
+    stays a refit run). `run_id` may be a unique prefix. Refused (bad input) while another
+    process trains the run (tracking.lease)."""
+    run = tracking.require_run(run_id)  # BadInput: no such run, or an ambiguous prefix
+    with lease.held(run):
+        recipe, ckpt, refit = _checkpointed(run.run_id)
+        data = build_data(recipe)
+        if test:
+            data.test()
+        if refit:
+            data = merged_train_val(data)
+        with tracking.reopened(run.run_id) as rec:
+            return _fit_recorded(rec, recipe, data, device, callbacks, log_model, resume=ckpt,
+                                 test=test)
+
+
+def _checkpointed(run_id: str) -> tuple[Recipe, dict, bool]:
+    """The run's recipe, last checkpoint and refit flag; BadInput when it has no checkpoint."""
     from cnnexp.engine.checkpoint import load
     from cnnexp.errors import BadInput
     from cnnexp.recipe import load_recipe
-    from cnnexp.tracking.store import download
+    from cnnexp.tracking.store import client, download
 
-    run = tracking.require_run(run_id)  # BadInput when the store has no such run
-    refit = run.client.get_run(run_id).data.tags.get(T.REFIT) == "True"
+    refit = client().get_run(run_id).data.tags.get(T.REFIT) == "True"
     with tempfile.TemporaryDirectory() as tmp:
         recipe_path = download(run_id, "recipe.yaml", Path(tmp))
         ckpt_path = download(run_id, CHECKPOINT, Path(tmp))
         if recipe_path is None or ckpt_path is None:
             raise BadInput(f"run '{run_id}' has no checkpoint to resume from (checkpoints are "
-                           "saved by tracked runs every train.checkpoint_seconds)")
-        recipe = load_recipe(str(recipe_path))
-        ckpt = load(ckpt_path)
-    data = build_data(recipe)
-    if test:
-        data.test()
-    if refit:
-        data = merged_train_val(data)
-    with tracking.reopened(run_id) as rec:
-        return _fit_recorded(rec, recipe, data, device, callbacks, log_model, resume=ckpt,
-                             test=test)
+                           "saved by tracked runs every train.checkpoint_seconds, and deleted "
+                           "when a run ends by itself)")
+        return load_recipe(str(recipe_path)), load(ckpt_path), refit
 
 
 def _checkpointer(rec: Recording, recipe: Recipe) -> list[Callback]:
@@ -123,7 +131,7 @@ def _fit_recorded(rec: Recording, recipe: Recipe, data: DataBundle, device: torc
         record_test(rec, tested, data.classes)
     if rec.active:
         # the final run's review material: curves, confusion matrix, top losses, description
-        log_diagnosis(rec, diag, result.history, result.best_epoch, recipe.name)
+        log_diagnosis(rec, diag)
         log_classification(rec, result)
         rec.describe(describe_result(recipe, result, tested) + "\n\n" + diag.markdown())
         if log_model and result.best_state is not None:
@@ -136,14 +144,13 @@ def _fit_recorded(rec: Recording, recipe: Recipe, data: DataBundle, device: torc
 
 
 def record_test(rec: Recording, tested: TestResult, classes: list[str]) -> None:
-    """The final figure on the run: metrics, which weights, and the test confusion matrix."""
+    """The final figure on the run: metrics, which weights, and the test confusion counts
+    (its figure is drawn off the training path, by cnnexp.diagnose.figures)."""
     if not rec.active:
         return
-    from cnnexp.diagnose.plots import confusion_counts, confusion_csv, confusion_figure
+    from cnnexp.diagnose.plots import confusion_counts, confusion_csv
 
     rec.log_metrics({k: v for k, v in tested.as_dict().items() if isinstance(v, (int, float))})
     rec.set_tags({T.TESTED_WEIGHTS: tested.weights, T.TEST_SPLIT: tested.origin})
     cm = confusion_counts(tested.logits, tested.labels, len(classes))
-    rec.log_figure(confusion_figure(cm, classes, f"test split: {tested.line()}"),
-                   "test/confusion_matrix.png")
     rec.log_text(confusion_csv(cm, classes), "test/confusion_matrix.csv")

@@ -18,6 +18,9 @@ class Case:
     args: tuple[str, ...]
     expect: str  # fragment of the one-line message
     files: dict[str, str | bytes] = field(default_factory=dict)
+    # environment for the command ({dir}: the case's folder); MLFLOW_TRACKING_URI is a fresh
+    # SQLite store unless set here
+    env: dict[str, str] = field(default_factory=dict)
 
 
 def _imagefolder(extra: dict[str, str | bytes]) -> dict[str, str | bytes]:
@@ -270,6 +273,64 @@ CASES: list[Case] = [
     Case("sanity-tiny-too-large", "--tiny larger than the training set",
          ("sanity", "--checks", "overfit", "--tiny", "100000"),
          "--tiny 100000: dataset 'digits' has only"),
+    Case("sanity-checks-empty", "`--checks` naming no check (ran nothing, said passed)",
+         ("sanity", "--checks", ","), "--checks ',' names no check (valid: all, data"),
+    Case("sanity-lr-range-inverted", "an LR sweep that falls, after a check that would run "
+         "first", ("sanity", "--checks", "init-loss,lr-range", "--start-lr", "5", "--end-lr", "1"),
+         "--start-lr 5 must be below --end-lr 1"),
+    Case("sanity-lr-steps-zero", "an LR sweep of zero steps", ("sanity", "--lr-steps", "0"),
+         "--lr-steps 0: the sweep needs at least 3 steps"),
+    Case("sanity-zoo-small-images", "a model that cannot run on the data, under sanity",
+         ("sanity", "arch=zoo", "arch.zoo_model=vit_b_16"),
+         "arch.zoo_model 'vit_b_16' cannot run on 8x8 images"),
+    Case("lr-find-inverted", "`lr-find` from a high LR down to a low one",
+         ("lr-find", "--start-lr", "1", "--end-lr", "1e-3"), "--start-lr 1 must be below --end-lr"),
+    Case("lr-find-zero-start", "`lr-find` starting at LR 0", ("lr-find", "--start-lr", "0"),
+         "--start-lr 0: a learning rate must be a positive, finite number"),
+    Case("lr-find-nan", "`lr-find` to a NaN LR", ("lr-find", "--end-lr", "nan"),
+         "--end-lr nan: a learning rate must be a positive, finite number"),
+    Case("lr-find-steps-zero", "`lr-find` of zero steps", ("lr-find", "--steps", "0"),
+         "--steps 0: the sweep needs at least 3 steps"),
+    Case("lr-find-steps-negative", "`lr-find` of -5 steps", ("lr-find", "--steps", "-5"),
+         "--steps -5: the sweep needs at least 3 steps"),
+    Case("ablate-batchnorm-batch-of-one", "an ablation arm that cannot train (BatchNorm, batch "
+         "of one)", ("ablate", "--spec", "one.yaml"), "train.batch_size=1 cannot train arch 'vgg'",
+         {"one.yaml": "baseline: digits\narms:\n  vgg: {arch: vgg, train.batch_size: 1}\n"}),
+    Case("experiment-empty-train", "an empty --experiment", ("train", "--experiment", ""),
+         "invalid --experiment '': a name must be 1 to 128 printable characters"),
+    Case("experiment-too-long-sanity", "--experiment over MLflow's limits, under sanity",
+         ("sanity", "--experiment", "e" * 600), "invalid --experiment 'eeee"),
+    Case("experiment-too-long-lr-find", "--experiment over the limits, under lr-find",
+         ("lr-find", "--experiment", "e" * 600), "invalid --experiment 'eeee"),
+    Case("experiment-too-long-ablate", "--experiment over the limits, under ablate",
+         ("ablate", "--experiment", "e" * 600), "invalid --experiment 'eeee"),
+    Case("threshold-long-value", "a 600-character value is quoted back cut short",
+         ("diagnose", "feedc0de", "--threshold", "gap=" + "x" * 600),
+         "invalid threshold 'gap': Input should be a valid number"),
+    Case("diagnose-short-prefix", "a run id prefix under 6 characters",
+         ("diagnose", "feed"), "a prefix needs at least 6 characters of the run id (got 4)"),
+    Case("ui-port-too-large", "`ui --port 99999`", ("ui", "--port", "99999"),
+         "--port 99999: a port is a number from 1 to 65535"),
+    Case("ui-port-negative", "`ui --port -1`", ("ui", "--port", "-1"),
+         "--port -1: a port is a number from 1 to 65535"),
+    Case("ui-host-invalid", "`ui --host 999.1.1.1`", ("ui", "--host", "999.1.1.1"),
+         "--host 999.1.1.1: not a valid address"),
+    # the tracking store itself (MLFLOW_TRACKING_URI): checked before any work, password hidden
+    Case("store-unknown-scheme", "a tracking URI MLflow cannot use", ("train",),
+         "tracking URI bogus://x: unknown scheme 'bogus'", env={"MLFLOW_TRACKING_URI": "bogus://x"}),
+    Case("store-not-a-database", "a tracking URI pointing at random bytes", ("train",),
+         "junk.db is not a SQLite database", {"junk.db": bytes(range(256)) * 16},
+         env={"MLFLOW_TRACKING_URI": "sqlite:///{dir}/junk.db"}),
+    Case("store-server-unreachable", "a tracking server that is down (password redacted)",
+         ("diagnose", "feedc0de"), "cannot reach the tracking server http://u:***@127.0.0.1:9 "
+         "within 5 s: Connection refused", env={"MLFLOW_TRACKING_URI": "http://u:hunter2@127.0.0.1:9"}),
+    Case("store-database-unreachable", "a PostgreSQL store on a closed port (password in the "
+         "query redacted)", ("train",), "cannot open the tracking store "
+         "postgresql://u@127.0.0.1:1/mlflow?password=***: connection failed",
+         env={"MLFLOW_TRACKING_URI": "postgresql://u@127.0.0.1:1/mlflow?password=hunter2"}),
+    Case("store-password-with-at", "a tracking URI whose password holds '@'", ("train",),
+         "its password holds '@': write it as %40",
+         env={"MLFLOW_TRACKING_URI": "postgresql://u:pa@ss@127.0.0.1:1/mlflow"}),
 ]
 
 
@@ -282,22 +343,30 @@ def _markdown() -> str:
     lines = ["# Reliability: bad input", "",
              "Every row below is a test (`tests/test_bad_inputs.py` runs each case against a "
              "fresh MLflow store and checks: exit code 2, one line on stderr naming the problem, "
-             "nothing on stdout, no run stored). The messages are captured from real runs by "
+             "no run stored, and with `--json` exactly one object on stdout, "
+             '`{"error": MESSAGE, "exit_code": 2}`). The messages are captured from real runs by '
              "`python -m tests.bad_inputs`.", "",
              "| # | bad input | command | exit | message |", "|---|---|---|---|---|"]
     for i, case in enumerate(CASES, 1):
         with tempfile.TemporaryDirectory() as tmp:
             res = run_case(case, Path(tmp))
-        message = res.stderr.strip().replace("|", "\\|")
-        command = " ".join(["cnnexp", *case.args]).replace("|", "\\|")
+            # the case's folder is this machine's: show it as the working directory it was
+            message = res.stderr.strip().replace(str(Path(tmp).resolve()), ".") \
+                .replace(tmp, ".").replace("|", "\\|")
+        command = " ".join(["cnnexp", *map(_shown_arg, case.args)]).replace("|", "\\|")
         lines.append(f"| {i} | {case.what} (`{case.id}`) | `{command}` | {res.exit_code} | "
                      f"{message} |")
     lines += ["", "Cases that need more than files to set up are tests of their own:", "",
-              *[f"- {what} (`{test}`)" for test, what in OTHER_TESTS]]
+              *[f"- {what} (`{test}`)" for test, what in OTHER_TESTS], "", *FAULTS]
     return "\n".join(lines) + "\n"
 
 
-# bad input tested outside the table (a network to take away, properties over many inputs)
+def _shown_arg(arg: str) -> str:
+    return arg if len(arg) <= 140 else f"{arg[:12]}...({len(arg)} characters)"
+
+
+# bad input and faults tested outside the table (a network to take away, servers, processes
+# racing, a full disk, properties over many inputs)
 OTHER_TESTS = [
     ("tests/test_bad_inputs.py::test_download_offline_is_bad_input",
      "`data.download=true` without a network: exit 2, one line, no run"),
@@ -308,6 +377,67 @@ OTHER_TESTS = [
     ("tests/test_recipe.py::test_size_limit_reads_no_more_than_it_needs", "a 50 MB recipe"),
     ("tests/test_recipe_fuzz.py", "random overrides, recipe files, `defaults` and `_global_` "
      "keys: a recipe or one line of bad input, never a traceback"),
+    ("tests/tracking/test_store.py::test_processes_racing_on_a_fresh_sqlite_store_all_succeed",
+     "four processes opening a new SQLite store at once: all succeed, the store works after"),
+    ("tests/tracking/test_store.py::test_unusable_store_is_one_line_quickly",
+     "a tracking server or database that is down: one line in seconds, not ~100 s of retries"),
+    ("tests/tracking/test_store.py::test_read_only_store_is_bad_input_and_keeps_its_runs",
+     "a read-only store: a new run is refused in one line, the store unchanged"),
+    ("tests/tracking/test_store.py::test_disk_full_while_a_store_is_created_leaves_no_broken_store",
+     "the disk full while a store is created: one line, and a working store next time"),
+    ("tests/tracking/test_store.py::test_disk_full_mid_run_is_one_line_and_keeps_what_was_stored",
+     "the disk full mid-run: one line, exit 1, the run FAILED, earlier runs intact"),
+    ("tests/test_train_resume.py::test_two_resumes_at_once_one_is_refused",
+     "two `train --resume RUN_ID` at once: one trains, the other is refused; each epoch "
+     "logged once"),
+    ("tests/test_train_resume.py::test_resume_is_refused_while_a_live_process_holds_the_run",
+     "`train --resume` of a run another live process trains: refused, the run untouched"),
+    ("tests/test_train_resume.py::test_resume_takes_a_unique_prefix_and_names_an_ambiguous_one",
+     "`train --resume PREFIX`: a unique prefix works, a shared one names the runs"),
+    ("tests/diagnose/test_run.py::test_diagnose_prefix_ambiguous_old_and_short",
+     "`diagnose PREFIX`: ambiguous, older than the newest 1000 runs, under 6 characters"),
+    ("tests/test_bad_inputs.py::test_report_on_runs_whose_parents_loop_ends",
+     "`report` on runs naming themselves or their child as parent: it ends"),
+    ("tests/tracking/test_ui.py::test_busy_port_is_one_line_before_any_server",
+     "`ui` on a port in use: one line, exit 2, a free port suggested"),
+    ("tests/tracking/test_ui.py::test_sigterm_stops_the_server_and_all_its_workers",
+     "SIGTERM to `cnnexp ui`: `mlflow ui` and its workers stop, the port is free"),
+    ("tests/test_redact.py::test_tracking_server_password_never_shows",
+     "`http://user:PASSWORD@host` as tracking URI: no command, JSON or report shows it"),
+]
+
+FAULTS = [
+    "## Faults: what holds",
+    "",
+    "- **One rule for errors.** Bad input: one line on stderr, exit 2. A run that fails "
+    "mid-way because the machine or the store failed under it (disk full, store gone): one "
+    "line, exit 1, the run ended FAILED where the store still takes that, everything stored "
+    "before kept. With `--json` the error is also the one object on stdout, "
+    '`{"error": "...", "exit_code": N}`, unless the command already printed its result. '
+    "Passwords in URLs (`user:***@host`, `?password=***`) are redacted in every message, JSON "
+    "object and report.",
+    "- **The tracking store is opened once per process and checked first.** An http(s) "
+    "server or a database server gets one connection attempt with a 5 s timeout (MLflow "
+    "alone retries for ~100 s in silence); an unknown scheme, a file that is not a SQLite "
+    "database, or a store that cannot be read or written is one line before any work.",
+    "- **A new SQLite store is created under a lock and renamed into place.** MLflow migrates "
+    "a fresh database without a lock, so processes starting together on a new store crashed "
+    "and could leave it broken for good (`table _alembic_tmp_... already exists`). cnnexp "
+    "holds an exclusive lock on `mlflow.db.lock` beside the database while it opens the store, "
+    "and builds a new store under a temporary name before renaming it, so a migration cut "
+    "short (disk full, Ctrl-C) leaves nothing half-built.",
+    "- **One process trains a run at a time (the lease).** `cnnexp train` and `train --resume` "
+    "hold a lease in the run's tag `cnnexp.lease` (host, pid, token, heartbeat every 20 s) "
+    "and delete it when they stop. A second `--resume` is refused while the holder lives; a "
+    "lease is taken over when its process is gone (same host) or its heartbeat is 90 s old. "
+    "A tag, not a lock file, because it works on every store (SQLite, a tracking server, "
+    "remote artifacts) and shows in the UI who trains the run; MLflow has no compare-and-set, "
+    "so taking a lease is write, wait 1 s, read back: of two processes that found the run "
+    "free, only the last writer reads its own token.",
+    "- **`cnnexp ui`** checks the port (1-65535, free) and the host before starting, runs "
+    "`mlflow ui` in a process group of its own and stops the whole group (its workers too) "
+    "on Ctrl-C, SIGTERM or SIGHUP. The store reaches it in the environment, not on the "
+    "command line where `ps` would show a password.",
 ]
 
 

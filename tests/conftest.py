@@ -15,6 +15,8 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh working directory with its own MLflow SQLite store."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    # no background figure processes outliving a test's store (tests/diagnose checks them)
+    monkeypatch.setenv("CNNEXP_FIGURES", "on-demand")
     return tmp_path
 
 
@@ -61,8 +63,12 @@ def mlflow_client(workdir: Path):
     return MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
 
 
+JSON_COMMANDS_EXCEPT = ("recipes", "ui")  # run_case adds --json to every other command
+
+
 def run_case(case, workdir: Path) -> CliResult:
-    """Run one bad-input case in `workdir` (its files written first) with a fresh store."""
+    """Run one bad-input case in `workdir` (its files written first) with a fresh store (or the
+    case's own environment), with --json where the command takes it."""
     import os
 
     from cnnexp.cli import app
@@ -74,16 +80,19 @@ def run_case(case, workdir: Path) -> CliResult:
             path.write_bytes(content)
         else:
             path.write_text(content)
-    old_cwd, old_uri = Path.cwd(), os.environ.get("MLFLOW_TRACKING_URI")
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}"} | {
+        k: v.replace("{dir}", str(workdir)) for k, v in case.env.items()}
+    old_cwd, old_env = Path.cwd(), {k: os.environ.get(k) for k in env}
     os.chdir(workdir)
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{workdir / 'mlflow.db'}"
+    os.environ.update(env)
+    args = [*case.args, "--json"] if case.args[0] not in JSON_COMMANDS_EXCEPT else list(case.args)
     try:
-        result = CliRunner().invoke(app, [*case.args, "--json"] if case.args[0] != "recipes"
-                                    else list(case.args), catch_exceptions=False)
+        result = CliRunner().invoke(app, args, catch_exceptions=False)
     finally:
         os.chdir(old_cwd)
-        if old_uri is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = old_uri
+        for k, v in old_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     return CliResult(result.exit_code, result.stdout, result.stderr)

@@ -76,7 +76,7 @@ def test_bad_input_exits_2_with_one_line_and_no_run(cli, mlflow_client, workdir,
     assert res.exit_code == 2
     assert message in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
-    assert res.stdout == ""
+    assert res.json() == {"error": res.stderr.strip().removeprefix("error: "), "exit_code": 2}
     exps = mlflow_client.search_experiments() if (workdir / "mlflow.db").exists() else []
     assert all(not mlflow_client.search_runs([e.experiment_id]) for e in exps)
 

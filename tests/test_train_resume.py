@@ -75,6 +75,8 @@ def test_finished_short_run_has_no_checkpoint_to_resume(cli) -> None:
     out = cli("train", "train.epochs=1", "--json").json()
     res = cli("train", "--resume", out["run_id"])
     assert res.exit_code == 2 and "has no checkpoint" in res.stderr
+    # one line: no MLflow download progress bar before it
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
 
 
 def test_checkpoint_loads_weights_only_and_restores_state(workdir: Path) -> None:
@@ -98,3 +100,116 @@ def test_checkpoint_loads_weights_only_and_restores_state(workdir: Path) -> None
     resumed = fit(recipe, data=data, device="cpu", resume=load(path))
     assert [h["val_loss"] for h in resumed.history] == [h["val_loss"] for h in full.history]
     assert resumed.best_epoch == full.best_epoch
+
+
+def _interrupted_run(epochs: int = 4, stop_after: int = 2) -> str:
+    """A tracked run stopped by Ctrl-C after `stop_after` epochs, with its checkpoint (the
+    state `cnnexp train --resume` starts from)."""
+    import torch
+
+    from cnnexp.engine import Callback
+    from cnnexp.recipe import load_recipe
+    from cnnexp.train import train
+
+    class CtrlC(Callback):
+        def on_epoch_end(self, state, metrics):
+            if state.epoch == stop_after:
+                raise KeyboardInterrupt
+
+    recipe = load_recipe("digits", ["data.subset=200", f"train.epochs={epochs}",
+                                    "train.checkpoint_seconds=0"])
+    seen: list[str] = []
+
+    class RunId(Callback):
+        def on_fit_start(self, state):
+            from cnnexp.tracking import store
+
+            runs = store.client().search_runs(
+                [store.experiment_id("digits")], order_by=["start_time DESC"], max_results=1)
+            seen.append(runs[0].info.run_id)
+
+    with pytest.raises(KeyboardInterrupt):
+        train(recipe, device=torch.device("cpu"), callbacks=[RunId(), CtrlC()])
+    return seen[0]
+
+
+def test_resume_takes_a_unique_prefix_and_names_an_ambiguous_one(cli, workdir: Path,
+                                                                  mlflow_client) -> None:
+    run_id = _interrupted_run()
+    exp_id = mlflow_client.get_run(run_id).info.experiment_id
+    # a second run whose id shares the first 7 characters (ids are random: make one)
+    twin = run_id[:7] + ("0" if run_id[7] != "0" else "1") + run_id[8:]
+    import sqlite3
+
+    from mlflow.entities import RunStatus
+
+    mlflow_client.set_terminated(mlflow_client.create_run(exp_id, run_name="twin").info.run_id,
+                                 RunStatus.to_string(RunStatus.FINISHED))
+    with sqlite3.connect(workdir / "mlflow.db") as db:  # give it the shared prefix
+        newest = db.execute("select run_uuid from runs where name='twin'").fetchone()[0]
+        for table in ("runs", "tags", "latest_metrics", "metrics", "params"):
+            db.execute(f"update {table} set run_uuid=? where run_uuid=?", (twin, newest))
+    res = cli("train", "--resume", run_id[:7])
+    assert res.exit_code == 2 and f"run id prefix '{run_id[:7]}' is ambiguous: matches" in res.stderr
+    assert run_id in res.stderr and twin in res.stderr
+    short = cli("train", "--resume", run_id[:4])
+    assert short.exit_code == 2 and "a prefix needs at least 6 characters" in short.stderr
+    assert mlflow_client.get_run(run_id).info.status == "KILLED"  # refused: untouched
+    res = cli("train", "--resume", run_id[:8], "--json")
+    assert res.exit_code == 0, res.stderr
+    assert res.json()["run_id"] == run_id and res.json()["epochs"] == 4
+    assert mlflow_client.get_run(run_id).info.status == "FINISHED"
+
+
+def test_resume_is_refused_while_a_live_process_holds_the_run(cli, workdir: Path,
+                                                              mlflow_client) -> None:
+    """The lease names a live process on this host: refused in one line, the run untouched;
+    once that process is gone its lease is stale and the resume goes ahead."""
+    import socket
+
+    from cnnexp.tracking import tags as T
+
+    run_id = _interrupted_run()
+    holder = subprocess.Popen(["sleep", "120"])
+    try:
+        mlflow_client.set_tag(run_id, T.LEASE,
+                              f"{socket.gethostname()} {holder.pid} abc123 {time.time():.0f}")
+        before = mlflow_client.get_metric_history(run_id, "val_loss")
+        res = cli("train", "--resume", run_id, "--json")
+        assert res.exit_code == 2, res.stderr
+        assert (f"run {run_id} is being trained by another process (pid {holder.pid} on "
+                in res.stderr)
+        assert len(res.stderr.strip().splitlines()) == 1 and res.json()["exit_code"] == 2
+        assert mlflow_client.get_run(run_id).info.status == "KILLED"
+        assert mlflow_client.get_metric_history(run_id, "val_loss") == before
+    finally:
+        holder.kill()
+        holder.wait()
+    res = cli("train", "--resume", run_id, "--json")
+    assert res.exit_code == 0, res.stderr
+    run = mlflow_client.get_run(run_id)
+    assert run.info.status == "FINISHED" and T.LEASE not in run.data.tags  # released
+
+
+@pytest.mark.slow
+def test_two_resumes_at_once_one_is_refused(cli, mlflow_client, workdir: Path) -> None:
+    """Two real `cnnexp train --resume RUN_ID` started together: one trains, the other is
+    refused in one line (exit 2), and every epoch is logged once."""
+    proc = _start(workdir)
+    ckpt = _wait_for_checkpoint(workdir, proc, min_epoch=2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    run_id = ckpt.parents[2].name
+    cmd = [sys.executable, "-m", "cnnexp.cli", "train", "--resume", run_id, "--json",
+           "--device", "cpu"]
+    procs = [subprocess.Popen(cmd, cwd=workdir, env=dict(os.environ), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [(p.wait(timeout=600), *p.communicate()) for p in procs]
+    codes = sorted(code for code, _, _ in results)
+    assert codes == [0, 2], results
+    refused = next(err for code, _, err in results if code == 2)
+    assert "is being trained by another process" in refused
+    assert len(refused.strip().splitlines()) == 1
+    steps = [m.step for m in mlflow_client.get_metric_history(run_id, "val_loss")]
+    assert sorted(steps) == list(range(1, 9))
+    assert mlflow_client.get_run(run_id).info.status == "FINISHED"

@@ -27,6 +27,7 @@ from cnnexp.diagnose.rules import diagnose_fit
 from cnnexp.engine import fit
 from cnnexp.errors import BadInput, did_you_mean
 from cnnexp.metrics import higher_is_better
+from cnnexp.models import ModelSpec, build_model
 from cnnexp.schema import Recipe
 from cnnexp.tracking import Kind, Recording, query, tracked
 from cnnexp.tracking import tags as T
@@ -234,10 +235,19 @@ def write_outputs(out: Path, rows: Sequence[Row], info: TableInfo,
     return paths
 
 
+def check_arms(arms: Sequence[Arm], data: _Data) -> None:
+    """Build every arm's data and model once before any run exists: bad data paths and models
+    that cannot run on the data (a zoo model on small images, BatchNorm on batches of one) are
+    bad input, not a FAILED run half-way through the table."""
+    for arm in arms:
+        bundle = data.get(arm.recipe)
+        build_model(arm.recipe, ModelSpec(bundle.channels, bundle.num_classes, bundle.image_size))
+
+
 def run_ablation(name: str, spec: AblationSpec, arms: Sequence[Arm], opts: Options) -> Outcome:
     dev = opts.device
     data = _Data()
-    data.get(arms[0].recipe)  # bad data paths fail here, before any run exists
+    check_arms(arms, data)
     experiment = opts.experiment or f"ablation-{name}"
     epochs = arms[0].recipe.train.epochs
     per_arm = (retune_epochs(arms[0].recipe, spec.retune) * spec.retune.trials

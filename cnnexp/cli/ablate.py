@@ -7,7 +7,17 @@ from typing import Annotated
 
 import typer
 
-from cnnexp.cli.app import Args, Device, Json, Quiet, app, device_of, guarded_command, split_args
+from cnnexp.cli.app import (
+    Args,
+    Device,
+    Json,
+    Quiet,
+    app,
+    check_experiment,
+    device_of,
+    guarded_command,
+    split_args,
+)
 from cnnexp.console import emit_json, err, quiet_libraries, show_progress
 
 
@@ -50,6 +60,7 @@ def ablate(args: Args = None,
     from cnnexp.ablate import render
     from cnnexp.ablate.run import Options, prepare, run_ablation
 
+    check_experiment(experiment)
     ref, overrides = split_args(args)
     name, plan, arms = prepare(spec, ref, overrides, mode, seeds)
     if dry_run:

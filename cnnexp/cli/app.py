@@ -45,11 +45,12 @@ Track = Annotated[bool, typer.Option(help="Track in MLflow (--no-track: don't)."
 
 def guarded_command(fn: F) -> F:
     """Run a command's body under `console.guarded`: bad input -> one line and exit 2, a failed
-    check -> exit 1, Ctrl-C -> exit 130, never a traceback. Keeps the signature for Typer."""
+    check -> exit 1, Ctrl-C -> exit 130, never a traceback; with --json the error is also the
+    one JSON object on stdout. Keeps the signature for Typer."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        return guarded(lambda: fn(*args, **kwargs))
+        return guarded(lambda: fn(*args, **kwargs), json_mode=bool(kwargs.get("json")))
 
     return wrapper  # type: ignore[return-value]
 
@@ -61,6 +62,15 @@ def split_args(args: list[str] | None, seed: int | None = None) -> tuple[str | N
     if seed is not None:
         args.append(f"train.seed={seed}")
     return recipe, args
+
+
+def check_experiment(name: str | None) -> None:
+    """--experiment held to the recipe name's rule (1 to 128 printable characters), before any
+    work: MLflow would refuse it only when the first run is created."""
+    if name is not None:
+        from cnnexp.recipe import check_experiment_name
+
+        check_experiment_name(name)
 
 
 def open_recipe(args: list[str] | None, seed: int | None = None) -> Recipe:

@@ -13,6 +13,7 @@ from cnnexp.cli.app import (
     Json,
     Track,
     app,
+    check_experiment,
     device_of,
     guarded_command,
     open_recipe,
@@ -54,8 +55,9 @@ def sanity(args: Args = None, checks: Checks = None,
     from cnnexp.sanity.run import parse_checks
     from cnnexp.sanity.run import sanity as run_sanity
 
-    recipe = open_recipe(args)
+    check_experiment(experiment)
     names = parse_checks(checks)
+    recipe = open_recipe(args)
     dev = device_of(device)
     with render.check_progress(show_progress(json, False), len(names)) as on_check:
         out = run_sanity(recipe, checks=names, tiny=tiny, device=dev, experiment=experiment,
@@ -89,6 +91,7 @@ def lr_find(args: Args = None, start_lr: StartLr = 1e-7, end_lr: EndLr = 10.0,
     from cnnexp.sanity import render
     from cnnexp.sanity.run import find_lr
 
+    check_experiment(experiment)
     recipe = open_recipe(args)
     dev = device_of(device)
     sweep = {"start_lr": start_lr, "end_lr": end_lr, "num_steps": steps}

@@ -8,26 +8,28 @@ from cnnexp.diagnose.rules import diagnose, parse_thresholds
 from cnnexp.errors import BadInput, closest
 from cnnexp.tracking import query
 from cnnexp.tracking import tags as T
-from cnnexp.tracking.store import tracking_uri
 
 CURVE_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc")
 
 
 def resolve_run(run_id: str) -> dict[str, Any]:
-    """The run (full id or unique prefix); BadInput naming the nearest or newest runs."""
-    rec = query.find_run(run_id)
-    if rec is not None:
-        return rec
+    """The run (full id or unique prefix); BadInput naming the nearest or newest runs, the
+    runs a prefix matches, or why a prefix is too short."""
+    try:
+        return query.resolve_run(run_id)
+    except query.NoRun as exc:
+        raise BadInput(f"{exc}{_hint(run_id)}") from None
+
+
+def _hint(run_id: str) -> str:
     runs = query.recent_runs(limit=500)
     near = closest(run_id, [r["run_id"] for r in runs], n=1)
     if near:
         name = next(r["name"] for r in runs if r["run_id"] == near[0])
-        hint = f" (did you mean '{near[0]}' ({name})?)"
-    elif runs:
-        hint = " (newest: " + ", ".join(f"{r['run_id']} ({r['name']})" for r in runs[:3]) + ")"
-    else:
-        hint = " (the store has no runs yet: `cnnexp train` makes one)"
-    raise BadInput(f"no run '{run_id}' in the tracking store {tracking_uri()}{hint}")
+        return f" (did you mean '{near[0]}' ({name})?)"
+    if runs:
+        return " (newest: " + ", ".join(f"{r['run_id']} ({r['name']})" for r in runs[:3]) + ")"
+    return " (the store has no runs yet: `cnnexp train` makes one)"
 
 
 def curves(rec: dict[str, Any]) -> list[dict[str, float]]:

@@ -22,6 +22,7 @@ class Subject:
     title: str
     experiment_id: str
     runs: list[dict[str, Any]]  # top-level runs, newest first
+    whole: bool = False  # the whole experiment (it then opens with the routine's summary)
 
 
 def resolve(ref: str | None) -> Subject:
@@ -34,11 +35,11 @@ def resolve(ref: str | None) -> Subject:
             raise BadInput("nothing to report: the tracking store has no cnnexp runs yet")
         ref = newest[0]["experiment_id"]
         return _experiment(ref, dict(query.experiments()).get(ref, ref))
-    rec = query.find_run(ref)
-    if rec is not None:
-        while rec["parent_id"]:
-            rec = query.find_run(rec["parent_id"]) or {**rec, "parent_id": None}
+    try:
+        rec = top_of(query.resolve_run(ref))  # BadInput for a prefix shared by several runs
         return Subject(f"{_kind(rec) or 'run'} {rec['name']}", rec["experiment_id"], [rec])
+    except query.NoRun:
+        pass
     exp_id = query.experiment_by_name(ref)
     if exp_id is not None:
         return _experiment(exp_id, ref)
@@ -53,12 +54,25 @@ def resolve(ref: str | None) -> Subject:
                    f"{did_you_mean(ref, names)}")
 
 
+def top_of(rec: dict[str, Any]) -> dict[str, Any]:
+    """The top-level run above `rec`: parent after parent, stopping at a missing parent or at
+    a run seen before (a store edited by hand can name a run, or its child, as parent)."""
+    seen = {rec["run_id"]}
+    while rec["parent_id"] and rec["parent_id"] not in seen:
+        parent = query.find_run(rec["parent_id"])
+        if parent is None:
+            break
+        seen.add(parent["run_id"])
+        rec = parent
+    return rec
+
+
 def _experiment(exp_id: str, name: str) -> Subject:
 
     runs = [r for r in query.runs_in(exp_id) if not r["parent_id"] and _kind(r) in REPORTED]
     if not runs:
         raise BadInput(f"experiment '{name}' has no cnnexp runs to report")
-    return Subject(f"experiment {name}", exp_id, runs)
+    return Subject(f"experiment {name}", exp_id, runs, whole=True)
 
 
 def _kind(r: dict[str, Any]) -> str:
@@ -79,16 +93,17 @@ def build(ref: str | None, out: Path | None = None, log: bool = True) -> dict[st
     """Write the HTML file (and log it to the primary run); returns what --json prints."""
     from cnnexp.report import html as H
     from cnnexp.report import sections as S
+    from cnnexp.report.summary import section as summary_section
 
     subject = resolve(ref)
     by_kind = {k: [r for r in subject.runs if _kind(r) == k] for k in REPORTED}
-    sections = []
+    sections = [summary_section(by_kind)] if subject.whole else []
     for kind, render in (("sanity", S.sanity), ("search", S.search),
                          ("ablation", S.ablation), ("train", S.train)):
         sections += [render(r) for r in by_kind[kind]]
     counts = ", ".join(f"{len(v)} {k}" for k, v in by_kind.items() if v)
     html = H.page(f"cnnexp report: {subject.title}",
-                  f"Tracking store `{store.tracking_uri()}`, experiment id "
+                  f"Tracking store `{store.shown_uri()}`, experiment id "
                   f"{subject.experiment_id}; {counts}; generated "
                   f"{time.strftime('%Y-%m-%d %H:%M')}.", sections)
     name = f"{slug(subject.title)}.html"

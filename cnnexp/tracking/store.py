@@ -25,6 +25,8 @@ from cnnexp.tracking import tags as T
 # MLflow configures its own loggers at import; its INFO lines (DB migrations) are noise here.
 logging.getLogger("mlflow").setLevel(logging.WARNING)
 logging.getLogger("alembic").setLevel(logging.ERROR)
+# it logs a whole SQL error (~90 lines) before raising it; the raised error is reported in one
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 MAX_PARAMS_PER_BATCH = 100  # MLflow's limit for one log_batch request
 
@@ -34,22 +36,49 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or mlflow.get_tracking_uri()
 
 
+def shown_uri() -> str:
+    """The tracking URI as it may be printed, logged or put in a report: password redacted."""
+    from cnnexp.redact import redact_url
+
+    return redact_url(tracking_uri())
+
+
 def client() -> MlflowClient:
-    return MlflowClient(tracking_uri())
+    """A client on the tracking store; the first call checks the store is usable (one line of
+    bad input if not) and creates a new SQLite store under a lock (tracking.connect)."""
+    from cnnexp.tracking.connect import open_client
+
+    return open_client(tracking_uri())
 
 
 def experiment_id(name: str, c: MlflowClient | None = None) -> str:
     """Get or create the experiment (safe when two processes race to create it)."""
     c = c or client()
+    try:
+        return _experiment_id(name, c)
+    except Exception as exc:
+        _refuse_unwritable(exc)
+        raise
+
+
+def _experiment_tags() -> dict[str, str]:
+    """Set on every cnnexp experiment: the "Model training" kind and the runs-table view."""
+    from cnnexp.tracking.views import view_tags
+
+    return {T.EXPERIMENT_KIND: T.EXPERIMENT_KIND_VALUE, **view_tags()}
+
+
+def _experiment_id(name: str, c: MlflowClient) -> str:
     exp = c.get_experiment_by_name(name)
     if exp is not None:
         if exp.lifecycle_stage == "deleted":
             c.restore_experiment(exp.experiment_id)
-        if T.EXPERIMENT_KIND not in exp.tags:  # stores made before cnnexp set it
-            c.set_experiment_tag(exp.experiment_id, T.EXPERIMENT_KIND, T.EXPERIMENT_KIND_VALUE)
+        for key, value in _experiment_tags().items():  # stores made before cnnexp set them
+            if key not in exp.tags:
+                c.set_experiment_tag(exp.experiment_id, key, value)
         return exp.experiment_id
     try:
-        return c.create_experiment(name, tags={T.EXPERIMENT_KIND: T.EXPERIMENT_KIND_VALUE})
+        return c.create_experiment(name, tags=_experiment_tags())
     except mlflow.exceptions.MlflowException:
         exp = c.get_experiment_by_name(name)
         if exp is None:
@@ -124,16 +153,43 @@ def run(experiment: str, name: str, *, parent: Run | None = None,
 
 @contextmanager
 def ending(handle: Run) -> Iterator[Run]:
-    """End the run with the status that matches how the block ended."""
+    """End the run with the status that matches how the block ended. When the store or the
+    disk fails mid-run, the run is ended FAILED if the store still takes that, and the failure
+    becomes StoreFailed (one line, exit 1): what was logged before stays."""
+    from cnnexp.errors import StoreFailed, environment_failure
+
     try:
         yield handle
     except KeyboardInterrupt:
-        handle.client.set_terminated(handle.run_id, "KILLED")
+        _terminate_quietly(handle, "KILLED")
         raise
-    except BaseException:
-        handle.client.set_terminated(handle.run_id, "FAILED")
+    except StoreFailed:
+        _terminate_quietly(handle, "FAILED")
         raise
-    handle.client.set_terminated(handle.run_id, handle.end_status)
+    except BaseException as exc:
+        ended = _terminate_quietly(handle, "FAILED")
+        reason = environment_failure(exc) if isinstance(exc, Exception) else None
+        if reason is None:
+            raise
+        raise StoreFailed(f"run {handle.run_id} stopped: {reason}; what it logged before is "
+                          f"kept{'' if ended else ' (it could not be marked FAILED)'}") from None
+    try:
+        handle.client.set_terminated(handle.run_id, handle.end_status)
+    except Exception as exc:
+        reason = environment_failure(exc)
+        if reason is None:
+            raise
+        raise StoreFailed(f"run {handle.run_id} could not be ended: {reason}") from None
+
+
+def _terminate_quietly(handle: Run, status: str) -> bool:
+    """End the run with `status`; False when the store refuses (disk full, server gone): the
+    error that stopped the run is the one to report."""
+    try:
+        handle.client.set_terminated(handle.run_id, status)
+        return True
+    except Exception:
+        return False
 
 
 # Runs that outlive one process (search: a stage run is created by one worker and ended by
@@ -148,8 +204,22 @@ def start_run(experiment: str, name: str, *, parent: Run | None = None,
         all_tags[T.PARENT] = parent.run_id
     if description:
         all_tags[T.NOTE] = description
-    created = c.create_run(exp_id, run_name=name, tags=all_tags)
+    try:
+        created = c.create_run(exp_id, run_name=name, tags=all_tags)
+    except Exception as exc:
+        _refuse_unwritable(exc)
+        raise
     return Run(c, created.info.run_id, exp_id)
+
+
+def _refuse_unwritable(exc: Exception) -> None:
+    """A store that cannot take a new run (read-only, disk full) is bad input: nothing has
+    started yet."""
+    from cnnexp.errors import BadInput, environment_failure
+
+    reason = environment_failure(exc)
+    if reason is not None:
+        raise BadInput(f"cannot write to the tracking store {shown_uri()}: {reason}") from None
 
 
 def attach(run_id: str | None, c: MlflowClient | None = None) -> Run | None:
@@ -165,13 +235,12 @@ def attach(run_id: str | None, c: MlflowClient | None = None) -> Run | None:
 
 
 def require_run(run_id: str) -> Run:
-    """A handle on an existing run, or BadInput naming the id when the store has none."""
-    from cnnexp.errors import BadInput
+    """A handle on an existing run (full id or unique prefix), or BadInput saying why none:
+    no such run, a prefix shared by several, or one too short to be safe."""
+    from cnnexp.tracking.query import resolve_run_id
 
-    handle = attach(run_id)
-    if handle is None:
-        raise BadInput(f"no run '{run_id}' in the tracking store {tracking_uri()}")
-    return handle
+    c = client()
+    return Run(c, *resolve_run_id(run_id, c))
 
 
 @contextmanager

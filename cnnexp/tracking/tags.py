@@ -23,6 +23,7 @@ DEVICE = "cnnexp.device"
 STATUS = "cnnexp.status"  # the engine's outcome: completed | early_stopped | diverged | stopped
 REASON = "cnnexp.reason"
 DIAGNOSIS = "diagnosis"  # short on purpose: it is a column in the MLflow runs table
+LEASE = "cnnexp.lease"  # which process is training the run now (tracking.lease)
 
 # the final evaluation (train --test / --refit)
 TESTED_WEIGHTS = "cnnexp.tested_weights"

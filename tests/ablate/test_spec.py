@@ -3,6 +3,7 @@ overrides in the right order, bad specs exit 2 before anything runs."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -97,7 +98,8 @@ def test_bad_specs_exit_2_before_anything_runs(cli, workdir: Path, text: str, me
     res = cli("ablate", "--spec", str(path), "--json")
     assert res.exit_code == 2, res.stderr
     assert message in res.stderr and "Traceback" not in res.stderr
-    assert res.stdout == ""
+    assert json.loads(res.stdout) == {"error": res.stderr.removeprefix("error: ").strip(),
+                                      "exit_code": 2}
     assert not (workdir / "outputs").exists() and not (workdir / "mlflow.db").exists()
 
 
