@@ -78,9 +78,24 @@ def test_train_test_reports_and_logs_the_final_figure(cli, mlflow_client) -> Non
     run = mlflow_client.get_run(out["run_id"])
     assert run.data.metrics["test_acc"] == pytest.approx(t["test_acc"])
     assert run.data.tags["cnnexp.tested_weights"] == t["weights"]
+    from cnnexp.diagnose.figures import render
+
+    assert "test/confusion_matrix.png" in render(out["run_id"])  # drawn off the training path
     files = {a.path for a in mlflow_client.list_artifacts(out["run_id"], "test")}
     assert {"test/confusion_matrix.png", "test/confusion_matrix.csv"} <= files
     assert "**Test**: test_acc" in run.data.tags["mlflow.note.content"]
+
+    # the experiment's report opens with where the routine stands: the test figure with its
+    # noise, the steps not taken, and what to do next
+    rep = cli("report", "--out", "r.html", "--no-log", "--json")
+    assert rep.exit_code == 0, rep.stderr
+    from pathlib import Path
+
+    page = Path("r.html").read_text()
+    summary = page[page.index("<h2>Summary</h2>"):page.index("Next step")]
+    assert f"test_acc {t['test_acc']:.4f} ± {t['test_acc_se']:.4f} (n=359" in summary
+    assert summary.count("not run") == 3  # sanity, search, ablation
+    assert "cnnexp sanity" in page[page.index("Next step"):]
 
 
 def test_refit_trains_on_train_and_val_and_tests_the_last_epoch(cli, mlflow_client) -> None:

@@ -15,6 +15,7 @@ from cnnexp.cli.app import (
     Seed,
     Verbose,
     app,
+    check_experiment,
     device_of,
     guarded_command,
     open_recipe,
@@ -61,6 +62,7 @@ def train(args: Args = None, device: Device = "auto", seed: Seed = None,
     from cnnexp.console import quiet_libraries, show_progress, summary_table, training_progress
     from cnnexp.errors import BadInput
 
+    check_experiment(experiment)
     callbacks = [EpochPrinter()] if verbose and not json else []
     if resume:
         if args or seed is not None or experiment or refit:
@@ -88,6 +90,10 @@ def train(args: Args = None, device: Device = "auto", seed: Seed = None,
         emit_json(out)
     elif not quiet:
         summary_table(f"cnnexp train {name}", _rows(out))
+    if out.get("run_id"):  # the review figures, drawn after the result is out
+        from cnnexp.diagnose.figures import spawn
+
+        spawn(out["run_id"])
     if out["status"] == "diverged":
         raise typer.Exit(1)
 

@@ -124,7 +124,11 @@ def ablation(r: dict[str, Any]) -> str:
 
 
 def train(r: dict[str, Any]) -> str:
+    from cnnexp.diagnose.figures import render
+
+    render(r["run_id"])  # figures not drawn yet (they are drawn off the training path)
     diag = r["tags"].get(T.DIAGNOSIS, "-")
     parts = [_head(r, f"Training run {r['name']}: {diag}"), H.markdown(r["description"]),
-             H.grid(_pngs(r["run_id"], "diagnosis") + _pngs(r["run_id"], "classification"))]
+             H.grid(_pngs(r["run_id"], "diagnosis") + _pngs(r["run_id"], "classification")
+                    + _pngs(r["run_id"], "test"))]
     return "\n".join(parts)

@@ -3,6 +3,7 @@ searches, metric histories and artifacts."""
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 import mlflow
 from mlflow import MlflowClient
 
+from cnnexp.errors import BadInput
 from cnnexp.tracking import tags as T
 from cnnexp.tracking.store import client
 
@@ -18,16 +20,29 @@ PAGE = 1000  # MLflow's largest page for search_runs
 ML_VIEW = "workflowType=machine_learning"
 
 
-def runs_url(base: str, experiment_id: str, run_id: str | None = None) -> str:
-    """The MLflow UI's runs table (or one run's page) in its "Model training" view."""
+def runs_url(base: str, experiment_id: str, run_id: str | None = None,
+             view: bool = True) -> str:
+    """The MLflow UI's runs table, opened in the experiment's cnnexp view (tracking.views:
+    sorted by best_val_acc, the key columns shown; `view=False` for an experiment cnnexp did
+    not make), or one run's page; both in the "Model training" view."""
+    from cnnexp.tracking.views import VIEW_KEY
+
     page = f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs"
-    return f"{page}/{run_id}?{ML_VIEW}" if run_id else f"{page}?{ML_VIEW}"
+    if run_id:
+        return f"{page}/{run_id}?{ML_VIEW}"
+    return f"{page}?{ML_VIEW}" + (f"&viewStateShareKey={VIEW_KEY}" if view else "")
 
 
 def experiments(c: MlflowClient | None = None) -> list[tuple[str, str]]:
     """(id, name) of the store's active experiments."""
     c = c or client()
-    return [(e.experiment_id, e.name) for e in c.search_experiments()]
+    found, token = [], None
+    while True:  # page through: a store may hold more experiments than one page
+        page = c.search_experiments(max_results=PAGE, page_token=token)
+        found += [(e.experiment_id, e.name) for e in page]
+        token = page.token
+        if not token:
+            return found
 
 
 def experiment_by_name(name: str, c: MlflowClient | None = None) -> str | None:
@@ -85,17 +100,65 @@ def child_runs(run_id: str, experiment_id: str, c: MlflowClient | None = None
                                           order_by=("start_time ASC",), c=c)]
 
 
+MIN_PREFIX = 6  # shorter prefixes of a 32-character run id are too easily shared
+_ID_CHARS = re.compile(r"[0-9A-Za-z-]+")
+
+
+class NoRun(BadInput):
+    """No run has this id or starts with it (callers may add hints)."""
+
+
 def find_run(run_id: str, c: MlflowClient | None = None) -> dict[str, Any] | None:
     """The run with this id, or with this unique id prefix (>= 6 characters); else None."""
-    c = c or client()
     try:
-        return run_record(c.get_run(run_id))
+        return run_record(_resolve(run_id, c or client()))
+    except BadInput:
+        return None
+
+
+def resolve_run(ref: str, c: MlflowClient | None = None) -> dict[str, Any]:
+    """The record of the run `ref` names (see resolve_run_id); BadInput (NoRun when nothing
+    matches) otherwise."""
+    return run_record(_resolve(ref, c or client()))
+
+
+def resolve_run_id(ref: str, c: MlflowClient | None = None) -> tuple[str, str]:
+    """(run id, experiment id) of the run `ref` names (a full id or a unique prefix of at
+    least 6 characters); BadInput saying why not: no such run, several, or too short."""
+    run = _resolve(ref, c or client())
+    return run.info.run_id, run.info.experiment_id
+
+
+def _resolve(ref: str, c: MlflowClient) -> Any:
+    from cnnexp.tracking.store import shown_uri
+
+    try:
+        return c.get_run(ref)
     except mlflow.exceptions.MlflowException:
         pass
-    if len(run_id) < 6:
-        return None
-    hits = [r for r in recent_runs(c=c) if r["run_id"].startswith(run_id)]
-    return hits[0] if len(hits) == 1 else None
+    where = f"in the tracking store {shown_uri()}"
+    if not _ID_CHARS.fullmatch(ref):
+        raise NoRun(f"no run '{ref}' {where} (a run id is 32 letters and digits)")
+    hits = prefix_matches(ref, c) if len(ref) >= MIN_PREFIX else []
+    if len(hits) == 1:
+        return hits[0]
+    if len(hits) > 1:
+        shown = ", ".join(f"{r.info.run_id} ({r.info.run_name})" for r in hits[:3])
+        more = " and more" if len(hits) > 3 else ""
+        raise BadInput(f"run id prefix '{ref}' is ambiguous: matches {shown}{more}; give "
+                       "more characters")
+    if len(ref) < MIN_PREFIX:
+        raise NoRun(f"no run '{ref}' {where}: a prefix needs at least {MIN_PREFIX} "
+                       f"characters of the run id (got {len(ref)})")
+    raise NoRun(f"no run '{ref}' {where}")
+
+
+def prefix_matches(prefix: str, c: MlflowClient | None = None, limit: int = 4) -> list[Any]:
+    """Runs of every experiment whose id starts with `prefix` (at most `limit`), all runs
+    searched, not only the newest page."""
+    c = c or client()
+    ids = [e for e, _ in experiments(c)]
+    return list(search(ids, f"attributes.run_id LIKE '{prefix}%'", limit=limit, c=c))
 
 
 def metric_history(run_id: str, keys: tuple[str, ...] = (

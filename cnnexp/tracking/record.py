@@ -111,7 +111,7 @@ class OutcomeLogger(Callback):
 
         self.run.log_metrics({"best_val_acc": result.best_val_acc, "seconds": result.seconds,
                               "images_per_sec": result.images_per_sec,
-                              "params": result.params})
+                              "params": result.params, "best_epoch": result.best_epoch})
         self.run.set_tags({T.STATUS: result.status, T.REASON: result.reason,
                            T.DIAGNOSIS: diagnose_fit(result).diagnosis})
         if result.status == "diverged":

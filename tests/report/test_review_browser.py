@@ -127,12 +127,17 @@ def test_review_in_mlflow_ui_with_headless_chromium(cli, workdir: Path, mlflow_c
     profile = workdir / "chromium-profile"
     try:
         _wait_for(base + "/", proc)
-        # `cnnexp ui` prints the link that opens the runs table in the "Model training" view.
-        link = f"{base}/#/experiments/{exp_id}/runs?workflowType=machine_learning"
+        # `cnnexp ui` prints the link that opens the runs table in the "Model training" view,
+        # in the experiment's saved cnnexp view (sorted by best_val_acc, key columns shown)
+        link = (f"{base}/#/experiments/{exp_id}/runs?workflowType=machine_learning"
+                "&viewStateShareKey=cnnexp")
         assert runs_url(base, exp_id) == link
         assert f"{EXP}: {link}" in (workdir / "ui.log").read_text()
 
         dom = _browse(link, profile)
+        assert "share key" not in dom  # MLflow found and loaded the saved view
+        for column in ("best_val_acc", "test_acc", "opt.lr", "diagnosis"):
+            assert column in dom, column
         for r in (san, study, abl, fin):  # the top-level runs, by name and link
             assert f'href="#/experiments/{exp_id}/runs/{r.info.run_id}"' in dom
             assert f">{r.info.run_name}<" in dom
