@@ -95,6 +95,7 @@ def test_train_test_reports_and_logs_the_final_figure(cli, mlflow_client) -> Non
     summary = page[page.index("<h2>Summary</h2>"):page.index("Next step")]
     assert f"test_acc {t['test_acc']:.4f} ± {t['test_acc_se']:.4f} (n=359" in summary
     assert summary.count("not run") == 3  # sanity, search, ablation
+    assert f"<b>Final: test_acc {t['test_acc']:.4f}" in summary  # the headline
     assert "cnnexp sanity" in page[page.index("Next step"):]
 
 

@@ -27,14 +27,10 @@ class Subject:
 
 def resolve(ref: str | None) -> Subject:
     """A run id (or prefix), an experiment name, a search study or an ablation name; none:
-    the experiment of the newest cnnexp run."""
+    the latest work across experiments (latest_work)."""
 
     if ref is None:
-        newest = [r for r in query.recent_runs(limit=200) if _kind(r) in REPORTED]
-        if not newest:
-            raise BadInput("nothing to report: the tracking store has no cnnexp runs yet")
-        ref = newest[0]["experiment_id"]
-        return _experiment(ref, dict(query.experiments()).get(ref, ref))
+        return latest_work()
     try:
         rec = top_of(query.resolve_run(ref))  # BadInput for a prefix shared by several runs
         return Subject(f"{_kind(rec) or 'run'} {rec['name']}", rec["experiment_id"], [rec])
@@ -52,6 +48,26 @@ def resolve(ref: str | None) -> Subject:
         if k in (T.STUDY, T.ABLATION)]
     raise BadInput(f"no run, experiment, study or ablation named '{ref}'"
                    f"{did_you_mean(ref, names)}")
+
+
+def latest_work(scan: int = 2000) -> Subject:
+    """The newest top-level run of each kind in the whole store, whatever experiment holds it
+    (sanity, search and ablation often live in experiments of their own), plus the newest
+    run with a test figure: the routine's state at a glance."""
+    top = [r for r in query.recent_runs(limit=scan) if not r["parent_id"] and _kind(r) in REPORTED]
+    if not top:
+        raise BadInput("nothing to report: the tracking store has no cnnexp runs yet")
+    picked: dict[str, dict[str, Any]] = {}
+    for r in top:  # newest first
+        picked.setdefault(_kind(r), r)
+        if "test_acc" in r["metrics"]:
+            picked.setdefault("tested", r)
+    runs = sorted({r["run_id"]: r for r in picked.values()}.values(),
+                  key=lambda r: -(r["start_time"] or 0))
+    exps = {r["experiment_id"] for r in runs}
+    names = dict(query.experiments())
+    where = ", ".join(sorted(names.get(e, e) for e in exps))
+    return Subject(f"latest work ({where})", primary_of(runs)["experiment_id"], runs, whole=True)
 
 
 def top_of(rec: dict[str, Any]) -> dict[str, Any]:
@@ -81,8 +97,12 @@ def _kind(r: dict[str, Any]) -> str:
 
 def primary(subject: Subject) -> dict[str, Any]:
     """The run the report is logged to: the newest ablation, else search, sanity, train."""
+    return primary_of(subject.runs)
+
+
+def primary_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     order = {"ablation": 0, "search": 1, "sanity": 2, "train": 3}
-    return min(subject.runs, key=lambda r: (order.get(_kind(r), 9), -(r["start_time"] or 0)))
+    return min(runs, key=lambda r: (order.get(_kind(r), 9), -(r["start_time"] or 0)))
 
 
 def slug(text: str) -> str:

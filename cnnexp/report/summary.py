@@ -68,6 +68,14 @@ def next_step(by_kind: dict[str, list[dict[str, Any]]]) -> str:
         return "fix what the sanity checks found (their hints are below), then run them again"
     if search is None and not tested:
         return "search the learning rate and regularisation: `cnnexp search RECIPE`"
+    edges = int(float(search["tags"].get(T.EDGE_WARNINGS, 0) or 0)) if search else 0
+    if edges and not tested:
+        return (f"the best value sits at the edge of its range ({edges} warning(s) in the "
+                "search section): widen that range and search again before trusting best.yaml")
+    trained = _newest(by_kind.get("train", []))
+    if trained and trained["tags"].get(T.DIAGNOSIS) not in (None, "healthy", "unvalidated"):
+        return (f"the newest training run reads '{trained['tags'][T.DIAGNOSIS]}': apply its "
+                "remedies (training section) before spending more compute")
     if not tested:
         return ("train the chosen configuration once with the final figure: `cnnexp train "
                 "outputs/search/STUDY/best.yaml --test`")
@@ -76,6 +84,21 @@ def next_step(by_kind: dict[str, list[dict[str, Any]]]) -> str:
                 "baseline over seeds")
     return ("done: report the test figure with its standard error; a new idea starts again "
             "from validation, never from the test split")
+
+
+def headline(by_kind: dict[str, list[dict[str, Any]]]) -> str:
+    """One sentence: the final figure if there is one, and what the search concluded."""
+    parts = []
+    tested = _newest([r for r in by_kind.get("train", []) if "test_acc" in r["metrics"]])
+    if tested:
+        parts.append(f"Final: {_final(tested)}")
+    search = _newest(by_kind.get("search", []))
+    if search and search["tags"].get(T.CONFIRM_VERDICT):
+        parts.append(f"search: {_search(search)}")
+    sanity = _newest(by_kind.get("sanity", []))
+    if not parts and sanity:
+        parts.append(_sanity(sanity).capitalize())
+    return " · ".join(parts) or "Nothing measured yet"
 
 
 def section(by_kind: dict[str, list[dict[str, Any]]]) -> str:
@@ -88,7 +111,8 @@ def section(by_kind: dict[str, list[dict[str, Any]]]) -> str:
     tested = _newest([r for r in by_kind.get("train", []) if "test_acc" in r["metrics"]])
     rows.append(["Final test figure", _final(tested) if tested else "not measured (`cnnexp "
                  "train ... --test`)", f"<code>{tested['run_id'][:8]}</code>" if tested else ""])
-    return (f"<h2>Summary</h2>{_table(rows)}<p><b>Next step:</b> "
+    return (f"<h2>Summary</h2><p class=headline><b>{html.escape(headline(by_kind))}</b></p>"
+            f"{_table(rows)}<p><b>Next step:</b> "
             f"{H.inline(next_step(by_kind))}</p>")
 
 
