@@ -135,27 +135,19 @@ def _is_new(db: Path) -> bool:
 
 
 def _create_sqlite(uri: str, db: Path) -> None:
-    """Create and migrate a new SQLite store under a temporary name, then rename it into
-    place: a migration cut short (disk full, Ctrl-C) leaves no half-built store behind, which
-    MLflow could never open again ('table _alembic_tmp_... already exists')."""
+    """Create and migrate a new SQLite store under a temporary name (from the cached template
+    when there is one: tracking.template), then rename it into place: a migration cut short
+    (disk full, Ctrl-C) leaves no half-built store behind, which MLflow could never open
+    again ('table _alembic_tmp_... already exists')."""
+    from cnnexp.tracking.template import build
+
     tmp = db.with_name(f".{db.name}.creating-{os.getpid()}")
-    tmp_uri = "sqlite:///" + str(tmp.absolute())
     try:
-        c = MlflowClient(tmp_uri)
-        c.search_experiments(max_results=1)
-        _dispose(c)
+        build(tmp)
         os.replace(tmp, db)
     finally:
         for leftover in (tmp, tmp.with_name(tmp.name + "-journal")):
             leftover.unlink(missing_ok=True)
-
-
-def _dispose(c: MlflowClient) -> None:
-    """Close the pooled connections to the temporary file before it is renamed."""
-    store = getattr(getattr(c, "_tracking_client", None), "store", None)
-    engine = getattr(store, "engine", None)
-    if engine is not None:
-        engine.dispose()
 
 
 def _check_sqlite_file(uri: str, db: Path) -> None:

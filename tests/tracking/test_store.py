@@ -193,3 +193,51 @@ def test_disk_full_mid_run_is_one_line_and_keeps_what_was_stored(workdir: Path,
     assert kept.info.status == "FINISHED" and kept.data.metrics == {"val_acc": 0.5}
     runs = mlflow_client.search_runs([e.experiment_id for e in mlflow_client.search_experiments()])
     assert {r.info.status for r in runs} == {"FINISHED", "FAILED"}  # none left RUNNING
+
+
+def _schema(db: Path) -> tuple[dict, list]:
+    """Tables, indexes and their definitions, each as a sorted set of clauses (two migrations
+    by MLflow itself list a table's constraints in different orders), and the schema version."""
+    import sqlite3
+
+    with sqlite3.connect(db) as con:
+        rows = con.execute("SELECT name, sql FROM sqlite_master").fetchall()
+        version = con.execute("SELECT version_num FROM alembic_version").fetchall()
+    con.close()
+    clauses = {name: sorted(line.strip().rstrip(",") for line in (sql or "").splitlines())
+               for name, sql in rows}
+    return clauses, version
+
+
+def test_new_stores_are_copied_from_a_template_identical_to_a_migrated_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first new store is migrated by MLflow and kept as a template; the next is a copy
+    with the Default experiment's artifact location set as MLflow sets it."""
+    from mlflow import MlflowClient
+
+    from cnnexp.tracking import connect, template
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert template.template_path().parent == tmp_path / "cache" / "cnnexp"
+    for name in ("first", "copied", "migrated"):
+        (tmp_path / name).mkdir()
+    monkeypatch.chdir(tmp_path / "first")
+    connect.open_client(f"sqlite:///{tmp_path / 'first' / 'mlflow.db'}")
+    assert template.template_path().is_file()
+
+    monkeypatch.chdir(tmp_path / "copied")
+    copied = connect.open_client(f"sqlite:///{tmp_path / 'copied' / 'mlflow.db'}")
+    monkeypatch.setenv(template.TEMPLATE_ENV, "off")
+    monkeypatch.chdir(tmp_path / "migrated")
+    migrated = connect.open_client(f"sqlite:///{tmp_path / 'migrated' / 'mlflow.db'}")
+
+    assert _schema(tmp_path / "copied" / "mlflow.db") == _schema(
+        tmp_path / "migrated" / "mlflow.db")
+    default = [c.get_experiment("0").artifact_location for c in (copied, migrated)]
+    assert default[0].replace("/copied/", "/migrated/") == default[1]
+    assert default[0].startswith(str(tmp_path / "copied"))
+    exp = copied.create_experiment("x")
+    run = copied.create_run(exp)
+    copied.log_metric(run.info.run_id, "m", 1.0)
+    assert MlflowClient(f"sqlite:///{tmp_path / 'copied' / 'mlflow.db'}").get_run(
+        run.info.run_id).data.metrics == {"m": 1.0}
