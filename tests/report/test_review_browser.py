@@ -40,8 +40,9 @@ def _browse(url: str, profile: Path, *, screenshot: Path | None = None) -> str:
     cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
            "--no-first-run", "--disable-background-networking", "--disable-component-update",
            "--disable-sync", f"--user-data-dir={profile}", "--virtual-time-budget=20000"]
+    # the DOM at 3000 px wide: the runs grid renders only the columns in view
     cmd += [f"--screenshot={screenshot}", "--window-size=1400,1000"] if screenshot else \
-        ["--dump-dom"]
+        ["--dump-dom", "--window-size=3000,1000"]
     shutil.rmtree(profile, ignore_errors=True)
     out = subprocess.run([*cmd, url], capture_output=True, text=True, timeout=240)
     return out.stdout
@@ -81,7 +82,7 @@ def _kind(runs, kind: str):
 
 
 def test_review_in_mlflow_ui_with_headless_chromium(cli, workdir: Path, mlflow_client) -> None:
-    from cnnexp.tracking import runs_url
+    from cnnexp.tracking.query import runs_url
 
     _chromium()
     sanity = cli("sanity", "--experiment", EXP, "--json")
@@ -135,9 +136,17 @@ def test_review_in_mlflow_ui_with_headless_chromium(cli, workdir: Path, mlflow_c
         assert f"{EXP}: {link}" in (workdir / "ui.log").read_text()
 
         dom = _browse(link, profile)
+        (ARTIFACTS / "runs_table.html").write_text(dom)
         assert "share key" not in dom  # MLflow found and loaded the saved view
-        for column in ("best_val_acc", "test_acc", "opt.lr", "diagnosis"):
-            assert column in dom, column
+        # the view's columns that runs here have (MLflow shows no column nobody logged)
+        for column in ("metrics.`best_val_acc`", "metrics.`val_loss`", "metrics.`seconds`",
+                       "params.`opt.lr`", "tags.`diagnosis`"):
+            assert f'col-id="{column}"' in dom, column
+        # ordered by best_val_acc, best first
+        assert re.search(r'is-ordered-by"[^>]*col-id="metrics.`best_val_acc`"', dom)
+        shown = [float(v) for v in re.findall(
+            r'id="cell-metrics.`best_val_acc`-\d+" class="ag-cell-value">([0-9.]+)<', dom)]
+        assert len(shown) >= 1 and shown == sorted(shown, reverse=True), shown
         for r in (san, study, abl, fin):  # the top-level runs, by name and link
             assert f'href="#/experiments/{exp_id}/runs/{r.info.run_id}"' in dom
             assert f">{r.info.run_name}<" in dom
