@@ -169,10 +169,12 @@ def test_sigkilled_remote_worker_is_failed_by_heartbeat_and_retried(pg: Servers,
         assert victim.poll() is None and time.monotonic() < deadline, victim.communicate()
         time.sleep(0.2)
     others = [search(*args, "--json", cwd=tmp_path, tracking=tracking) for _ in range(2)]
-    while not (victims_trial() and victims_trial().intermediate_values):  # mid-trial
+    while True:  # mid-trial: read once and kill at once (a second read may find it finished)
+        killed = victims_trial()
+        if killed is not None and killed.intermediate_values:
+            break
         assert victim.poll() is None and time.monotonic() < deadline, victim.communicate()
         time.sleep(0.2)
-    killed = victims_trial()
     os.killpg(victim.pid, signal.SIGKILL)  # the worker and its namespace, at once
     victim.wait()
     outputs = finish(others)
