@@ -59,7 +59,8 @@ def diagnose(run_id: Annotated[str, typer.Argument(help="An MLflow run id (or a 
 @guarded_command
 def report(ref: Annotated[str | None, typer.Argument(
                metavar="[STUDY|RUN_ID]", help="A run id (or prefix), an experiment name, a "
-               "search study or an ablation name (default: the newest experiment).",
+               "search study or an ablation name (default: the latest work across "
+               "experiments).",
                show_default=False)] = None,
            out: Annotated[str | None, typer.Option(
                help="HTML file to write (default: outputs/report/NAME.html).")] = None,
@@ -73,7 +74,7 @@ def report(ref: Annotated[str | None, typer.Argument(
 
     Examples:
 
-        cnnexp report                                   # the newest experiment
+        cnnexp report                                   # the latest work, with a next step
 
         cnnexp report digits-3f2a9c --out study.html    # a search study
 
