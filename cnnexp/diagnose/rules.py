@@ -131,14 +131,14 @@ def diagnose(history: Sequence[Mapping[str, float]], *, status: str = "completed
     ev |= _context(history, va, t, classes, eval_size)
     if ev.get("chance") is not None and ev["best_val_acc"] <= ev["chance"] + ev["chance_band"]:
         return _make("not_learning", _not_learning_summary(ev, tl, classes), ev, n)
-    spikes = ev["loss_spikes"] + ev["acc_drops"]
+    spikes = ev["loss_spikes"] + ev["acc_drops_unstable"]
     if spikes:
         what = []
         if ev["loss_spikes"]:
             what.append(f"train_loss jumped by >= {t.spike:.0%} in epoch(s) {ev['loss_spikes']}")
-        if ev["acc_drops"]:
+        if ev["acc_drops_unstable"]:
             what.append(f"val_acc fell by >= {t.acc_drop:.2f} in one epoch in epoch(s) "
-                        f"{ev['acc_drops']}")
+                        f"{ev['acc_drops_unstable']}")
         return _make("unstable", "; ".join(what), ev, n)
     large = ev["gap"] >= t.gap
     fitted = ev["train_acc"] >= t.low_acc
@@ -222,6 +222,10 @@ def _evidence(tl: list[float], ta: list[float], vl: list[float], va: list[float]
     loss_spikes = [i + 1 for i in range(1, n) if (tl[i] - tl[i - 1]) / max(tl[i - 1], floor)
                    >= t.spike]
     acc_drops = [i + 1 for i in range(1, n) if va[i - 1] - va[i] >= t.acc_drop]
+    # a single dip early on (the first third of the epochs: one-cycle's warm-up at its peak
+    # LR, BatchNorm statistics catching up) that the run climbed back out of is not
+    # instability; a later one, one never recovered from, or repeated dips are
+    lasting = [e for e in acc_drops if max(va[e - 1:]) < va[e - 2] or e > n / 3]
     best = max(range(n), key=lambda i: (va[i], -vl[i]))  # the engine's tie-break too
     return {
         "epochs": n, "train_acc": _r(ta[-1]), "val_acc": _r(va[-1]),
@@ -236,6 +240,7 @@ def _evidence(tl: list[float], ta: list[float], vl: list[float], va: list[float]
         "val_loss_drop": _r((vl[start] - vl[-1]) / max(vl[start], floor)) if n > 1 else 0.0,
         "val_loss_drop_abs": _r(vl[start] - vl[-1]) if n > 1 else 0.0,
         "loss_spikes": loss_spikes, "acc_drops": acc_drops,
+        "acc_drops_unstable": lasting if len(acc_drops) < 2 else acc_drops,
     }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cnnexp.diagnose.rules import diagnose, parse_thresholds
+from cnnexp.diagnose.rules import context_of, diagnose, parse_thresholds
 from cnnexp.errors import BadInput, closest
 from cnnexp.tracking import query
 from cnnexp.tracking import tags as T
@@ -49,7 +49,8 @@ def diagnose_run(run_id: str, thresholds: list[str] | None = None) -> dict[str, 
     if not hist:
         raise BadInput(_no_curves(rec))
     status = rec["tags"].get(T.STATUS, "completed")
-    d = diagnose(hist, status=status, thresholds=t)
+    # the chance level and the validation set's size, as the run logged them (not_learning, noise)
+    d = diagnose(hist, status=status, thresholds=t, **context_of(rec["metrics"]))
     return {"run_id": rec["run_id"], "run_name": rec["name"],
             "experiment_id": rec["experiment_id"], **d.to_dict(),
             "tagged": rec["tags"].get(T.DIAGNOSIS), "thresholds": t.model_dump()}

@@ -87,6 +87,18 @@ def test_unstable_loss_spike():
     assert d.evidence["acc_drops"] == []
 
 
+def test_an_early_dip_the_run_recovers_from_is_not_instability():
+    """One-cycle's warm-up at its peak LR often costs a few points of val_acc for an epoch."""
+    va = [0.5, 0.8, 0.65, 0.85, 0.9, 0.92, 0.93, 0.94, 0.945, 0.95]
+    h = hist([0.5, 0.8, 0.85, 0.88, 0.91, 0.93, 0.94, 0.95, 0.955, 0.96], va)
+    d = diagnose(h)
+    assert d.evidence["acc_drops"] == [3] and d.evidence["acc_drops_unstable"] == []
+    assert d.diagnosis != "unstable"
+    never = diagnose(hist([0.5, 0.8, 0.85, 0.88, 0.91, 0.93, 0.94, 0.95, 0.955, 0.96],
+                          [0.5, 0.8, 0.65, 0.7, 0.72, 0.74, 0.75, 0.76, 0.77, 0.78]))
+    assert never.diagnosis == "unstable"  # never climbed back to 0.8
+
+
 def test_unstable_val_accuracy_collapse():
     h = hist([0.5, 0.8, 0.9, 0.95, 0.96, 0.97], [0.5, 0.8, 0.9, 0.6, 0.93, 0.95])
     d = diagnose(h)
