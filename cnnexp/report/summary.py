@@ -18,6 +18,11 @@ def _newest(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
     return max(runs, key=lambda r: r["start_time"] or 0) if runs else None
 
 
+def _tested(by_kind: dict[str, list[dict[str, Any]]]) -> dict[str, Any] | None:
+    """The newest training run with a test figure."""
+    return _newest([r for r in by_kind.get("train", []) if "test_acc" in r["metrics"]])
+
+
 def _sanity(r: dict[str, Any]) -> str:
     verdict = r["tags"].get(T.STATUS) or ("passed" if r["metrics"].get("passed") else "failed")
     return f"sanity checks {verdict}"
@@ -61,7 +66,7 @@ def next_step(by_kind: dict[str, list[dict[str, Any]]]) -> str:
     """What the routine asks for next, given what the experiment holds."""
     sanity = _newest(by_kind.get("sanity", []))
     search = _newest(by_kind.get("search", []))
-    tested = [r for r in by_kind.get("train", []) if "test_acc" in r["metrics"]]
+    tested = _tested(by_kind)
     if sanity is None:
         return "run `cnnexp sanity RECIPE` before spending compute"
     if sanity["tags"].get(T.STATUS) == "failed":
@@ -89,7 +94,7 @@ def next_step(by_kind: dict[str, list[dict[str, Any]]]) -> str:
 def headline(by_kind: dict[str, list[dict[str, Any]]]) -> str:
     """One sentence: the final figure if there is one, and what the search concluded."""
     parts = []
-    tested = _newest([r for r in by_kind.get("train", []) if "test_acc" in r["metrics"]])
+    tested = _tested(by_kind)
     if tested:
         parts.append(f"Final: {_final(tested)}")
     search = _newest(by_kind.get("search", []))
@@ -108,7 +113,7 @@ def section(by_kind: dict[str, list[dict[str, Any]]]) -> str:
         r = _newest(by_kind.get(kind, []))
         rows.append([label, line(r) if r else "not run", f"<code>{r['run_id'][:8]}</code>"
                      if r else ""])
-    tested = _newest([r for r in by_kind.get("train", []) if "test_acc" in r["metrics"]])
+    tested = _tested(by_kind)
     rows.append(["Final test figure", _final(tested) if tested else "not measured (`cnnexp "
                  "train ... --test`)", f"<code>{tested['run_id'][:8]}</code>" if tested else ""])
     return (f"<h2>Summary</h2><p class=headline><b>{html.escape(headline(by_kind))}</b></p>"

@@ -42,14 +42,9 @@ DEFAULT_VIEW = view_state("best_val_acc", metrics=("val_acc", "val_loss", "test_
                           params=("arch.model", "opt.lr", "opt.weight_decay", "train.epochs"))
 
 
-def view_tags(state: dict | None = None) -> dict[str, str]:
+def view_tags() -> dict[str, str]:
     """The experiment tag that holds the view (set when the experiment is created)."""
-    return {SHARED_VIEW_TAG + VIEW_KEY: json.dumps(state or DEFAULT_VIEW)}
-
-
-def save_view(client: MlflowClient, experiment_id: str, state: dict) -> None:
-    """Store (or replace) the experiment's cnnexp view."""
-    client.set_experiment_tag(experiment_id, SHARED_VIEW_TAG + VIEW_KEY, json.dumps(state))
+    return {SHARED_VIEW_TAG + VIEW_KEY: json.dumps(DEFAULT_VIEW)}
 
 
 def has_view(client: MlflowClient, experiment_id: str) -> bool:
