@@ -72,10 +72,24 @@ def validation_message(exc: Any, model: type[BaseModel], where: str = "",
             did_you_mean(loc, dotted_keys(model))
         return f"{prefix}unknown key '{loc}'{hint}"
     msg = err["msg"].removeprefix("Value error, ")
+    if branches := _union_branches(exc.errors()):  # `int | "auto"`: one line for the field
+        loc = ".".join(str(p) for p in err["loc"][:-1])
+        msg = ", or ".join([msg, *(m.removeprefix("Input should be ") for m in branches)])
     value = err.get("input")
     shown = "" if isinstance(value, dict) or "input" not in err else \
         f" (got {shorten(repr(value))})"
     return f"{prefix}invalid {noun} '{loc}': {msg}{shown}"
+
+
+def _union_branches(errors: list[dict[str, Any]]) -> list[str]:
+    """For a value no member of a union field accepts, pydantic reports one error per member,
+    at the field's location plus the member's tag (`constrained-int`, `literal['auto']`):
+    the other members' messages. Empty for any other error."""
+    first = errors[0]["loc"]
+    same = [e for e in errors[1:] if len(e["loc"]) == len(first) and e["loc"][:-1] == first[:-1]]
+    tagged = (isinstance(first[-1], str) and any(c in first[-1] for c in "-[")) or \
+        first[-1] in ("int", "float", "bool", "str")
+    return [e["msg"] for e in same] if same and tagged else []
 
 
 def _submodel(annotation: Any) -> type[BaseModel] | None:

@@ -20,3 +20,9 @@ def replaced(path: Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def user_cache_dir() -> Path:
+    """cnnexp's folder in the user's cache (XDG_CACHE_HOME, else ~/.cache): what one process
+    measured or built once and the next can reuse (a store template, a layout choice)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cnnexp"

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
-from cnnexp.errors import BadInput, closest, did_you_mean
+from cnnexp.errors import BadInput, did_you_mean, dotted_keys, shorten, validation_message
 from cnnexp.schema import GROUPS, Recipe, check_name
 
 DEFAULT_EXPERIMENT = "digits"
@@ -305,50 +305,12 @@ def validate(tree: dict[str, Any]) -> Recipe:
     try:
         return Recipe.model_validate(tree)
     except ValidationError as exc:
-        raise BadInput(describe_error(exc)) from None
+        raise BadInput(validation_message(exc, Recipe)) from None
 
 
-def describe_error(exc: ValidationError) -> str:
-    """First pydantic error as one line; unknown keys get the closest valid key."""
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"])
-    if err["type"] == "extra_forbidden":
-        section, _, leaf = loc.rpartition(".")
-        near = closest(leaf, fields_at(section))
-        hint = f" (did you mean '{section + '.' if section else ''}{near[0]}'?)" if near else \
-            did_you_mean(loc, valid_keys())
-        return f"unknown key '{loc}'{hint}"
-    value = err.get("input")
-    shown = "" if isinstance(value, dict) else f" (got {_short_repr(value)})"
-    return f"invalid value for '{loc}': {err['msg']}{shown}"
-
-
-def _short_repr(value: Any, limit: int = 60) -> str:
-    """repr() cut to `limit` characters: a 600-character name must not fill the screen."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit - 3]}..."
-
-
-def fields_at(section: str) -> list[str]:
-    """Field names of the schema section at a dotted path ('' = top level)."""
-    model: type[BaseModel] = Recipe
-    for part in filter(None, section.split(".")):
-        ann = model.model_fields[part].annotation if part in model.model_fields else None
-        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
-            return []
-        model = ann
-    return list(model.model_fields)
-
-
-def valid_keys(model: type[BaseModel] = Recipe, prefix: str = "") -> list[str]:
-    keys: list[str] = []
-    for name, field in model.model_fields.items():
-        ann = field.annotation
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            keys += valid_keys(ann, f"{prefix}{name}.")
-        else:
-            keys.append(f"{prefix}{name}")
-    return keys
+def valid_keys() -> list[str]:
+    """Every recipe key as a dotted path (`opt.lr`)."""
+    return dotted_keys(Recipe)
 
 
 def check_experiment_name(name: str) -> str:
@@ -356,7 +318,7 @@ def check_experiment_name(name: str) -> str:
     try:
         return check_name(name)
     except ValueError as exc:
-        raise BadInput(f"invalid --experiment {_short_repr(name)}: {exc}") from None
+        raise BadInput(f"invalid --experiment {shorten(repr(name))}: {exc}") from None
 
 
 def load_recipe(name_or_path: str | None = None, overrides: Iterable[str] = ()) -> Recipe:

@@ -113,9 +113,10 @@ def _checkpointer(rec: Recording, recipe: Recipe) -> list[Callback]:
         return []
     local = rec.run.local_artifact_dir()
     if local is not None:
-        return [Checkpointer(local / CHECKPOINT, recipe.train.checkpoint_seconds)]
+        return [Checkpointer(local / CHECKPOINT, recipe.train.checkpoint_seconds,
+                             before_save=rec.flush)]
     tmp = Path(tempfile.mkdtemp(prefix="cnnexp-ckpt-")) / "last.pt"
-    return [Checkpointer(tmp, recipe.train.checkpoint_seconds,
+    return [Checkpointer(tmp, recipe.train.checkpoint_seconds, before_save=rec.flush,
                          after_save=lambda p: rec.log_artifact(str(p), "checkpoints"))]
 
 

@@ -47,17 +47,23 @@ def load(path: Path) -> dict[str, Any]:
 
 class Checkpointer(Callback):
     """Saves the training state after an epoch when `every_seconds` have passed since the last
-    save (0 = every epoch), then calls `after_save(path)` (e.g. upload to a remote store).
-    Only interrupted runs keep their checkpoint; the file is removed when fit ends."""
+    save (0 = every epoch), after `before_save()` (e.g. wait until the epochs' metrics are in
+    the store: a resume point implies its history is recorded), then calls `after_save(path)`
+    (e.g. upload to a remote store). Only interrupted runs keep their checkpoint; the file is
+    removed when fit ends."""
 
     def __init__(self, path: Path, every_seconds: float,
-                 after_save: Callable[[Path], None] | None = None) -> None:
+                 after_save: Callable[[Path], None] | None = None,
+                 before_save: Callable[[], None] | None = None) -> None:
         self.path, self.every, self.after_save = path, every_seconds, after_save
+        self.before_save = before_save
         self.last = time.monotonic()
 
     def on_epoch_end(self, state: FitState, metrics: dict[str, float]) -> None:
         if time.monotonic() - self.last < self.every or state.epoch >= state.epochs:
             return
+        if self.before_save:
+            self.before_save()
         save(capture(state), self.path)
         if self.after_save:
             self.after_save(self.path)

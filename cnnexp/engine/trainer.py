@@ -7,7 +7,8 @@ the public steps everything else builds on (the fit loop, the LR range test, san
     loss, logits = trainer.forward_loss(x, t) forward + the training loss
     trainer.backward(loss); trainer.step()    gradients (scaled, clipped) and the update
     trainer.train_step(xb, yb)                augment + all of the above
-    trainer.predict_logits("val")             eval-mode logits over a split
+    trainer.predict_logits("val")             eval-mode logits over a split (val: reused
+                                              until the weights change)
     trainer.state_dict() / load_state_dict()  everything a checkpoint needs
 """
 
@@ -25,6 +26,7 @@ from cnnexp.data import DataBundle
 from cnnexp.data.augment import Augmenter
 from cnnexp.data.loader import Batches
 from cnnexp.engine.callbacks import Callback, FitState
+from cnnexp.engine.eval_batch import eval_batch_size
 from cnnexp.engine.layout import choose_channels_last
 from cnnexp.engine.optim import Schedule, build_optimizer
 from cnnexp.models import ModelSpec, build_model
@@ -71,12 +73,17 @@ class Trainer:
         self.aug = Augmenter(recipe.aug, data.mean, data.std, data.num_classes, self.gen).to(device)
         self.train_batches = Batches(self.data, "train", recipe.train.batch_size, device, True,
                                      self.gen, drop_last=True)
-        self.val_batches = Batches(self.data, "val", recipe.train.eval_batch_size, device, False)
+        self.eval_batch_size = eval_batch_size(recipe.train.eval_batch_size, self.model,
+                                               self.prepare(torch.full(size[1:], 0.5,
+                                                                       device=device)[None]),
+                                               device)
+        self.val_batches = Batches(self.data, "val", self.eval_batch_size, device, False)
         self.optimizer = build_optimizer(recipe.opt, self.model)
         self.schedule = Schedule(recipe.opt, self.optimizer, len(self.train_batches),
                                  recipe.train.epochs)
         self.amp = amp_dtype(recipe, device)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp == torch.float16 else None
+        self._val_cache: tuple[tuple, torch.Tensor, torch.Tensor] | None = None
         self.ema = None
         if recipe.reg.ema:
             from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -170,11 +177,25 @@ class Trainer:
     @torch.no_grad()
     def predict_logits(self, split: str = "val", model: nn.Module | None = None
                        ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits and labels over a split (TTA: average with the flipped image)."""
+        """Logits and labels over a split (TTA: average with the flipped image). The validation
+        split's are kept until a weight or buffer changes: the end-of-run confusion matrix and
+        top losses reuse the last epoch's evaluation instead of a second pass (6 s of a
+        Fashion-MNIST run on 2 CPU cores)."""
         model = model or self.eval_model
+        if split == "val":
+            key = _weights_key(model)
+            if self._val_cache is not None and self._val_cache[0] == key:
+                model.eval()  # as after a fresh pass
+                return self._val_cache[1], self._val_cache[2]
+            logits, labels = self._predict(split, model)
+            self._val_cache = (key, logits, labels)
+            return logits, labels
+        return self._predict(split, model)
+
+    def _predict(self, split: str, model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
         model.eval()
         batches = self.val_batches if split == "val" else Batches(
-            self.data, split, self.recipe.train.eval_batch_size, self.device, False)
+            self.data, split, self.eval_batch_size, self.device, False)
         outs, ys = [], []
         for xb, yb in batches:
             x = self.inputs(xb)
@@ -224,6 +245,14 @@ class Trainer:
         self.gen.set_state(rng["generator"])
         version, internal, gauss = rng["host"]
         self.aug.host_rng.setstate((version, tuple(internal), gauss))
+
+
+def _weights_key(model: nn.Module) -> tuple:
+    """Changes whenever the model's weights or buffers change: every in-place update (an
+    optimiser step, load_state_dict, BatchNorm's running statistics) bumps a tensor's version
+    counter, and a replaced tensor has a new identity."""
+    tensors = [*model.parameters(), *model.buffers()]
+    return (id(model), *((id(t), t._version) for t in tensors))
 
 
 def _host_state(state: tuple) -> list:

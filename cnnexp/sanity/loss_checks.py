@@ -27,7 +27,8 @@ REFERENCE_WD = 5e-4  # used when the recipe has no weight decay to multiply up
 def sample_inputs(trainer, max_images: int = 512, split: str = "train"
                   ) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Up to `max_images` un-augmented, normalised images (in batches) and their labels."""
-    batch = min(trainer.recipe.train.eval_batch_size, max_images)
+    setting = trainer.recipe.train.eval_batch_size  # auto: as many as asked, in one batch
+    batch = max_images if setting == "auto" else min(setting, max_images)
     xs, ys, seen = [], [], 0
     for xb, yb in Batches(trainer.data, split, batch, trainer.device, False):
         xs.append(trainer.inputs(xb))

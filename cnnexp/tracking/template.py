@@ -17,6 +17,8 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 
+from cnnexp.files import user_cache_dir
+
 TEMPLATE_ENV = "CNNEXP_STORE_TEMPLATE"  # "off" disables the template (MLflow migrates)
 
 
@@ -29,8 +31,7 @@ def template_path() -> Path | None:
         return None
     if os.environ.get("MLFLOW_ENABLE_WORKSPACES", "").lower() in ("1", "true"):
         return None
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cnnexp"
-    return base / f"mlflow-{mlflow.__version__}-empty.db"
+    return user_cache_dir() / f"mlflow-{mlflow.__version__}-empty.db"
 
 
 def build(path: Path) -> None:

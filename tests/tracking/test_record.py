@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from cnnexp.data import build_data
-from cnnexp.engine import fit
+from cnnexp.engine import Callback, fit
 from cnnexp.recipe import load_recipe
 from cnnexp.tracking import Kind, tracked
 from cnnexp.tracking import tags as T
@@ -68,3 +68,51 @@ def test_exception_ends_failed_and_interrupt_killed(workdir, mlflow_client, smal
     with pytest.raises(KeyboardInterrupt), tracked(Kind.TRAIN, "ctrl-c", recipe=recipe) as rec:
         raise KeyboardInterrupt
     assert mlflow_client.get_run(rec.run_id).info.status == "KILLED"
+
+
+def test_epoch_metrics_are_all_in_the_store_in_order_when_fit_ends(workdir, mlflow_client
+                                                                   ) -> None:
+    recipe = load_recipe("digits", ["data.subset=200", "train.epochs=4"])
+    data = build_data(recipe)
+    seen_at_outcome: list[int] = []
+
+    class Outcome(Callback):  # after the loggers: the history must already be stored
+        def on_fit_end(self, state, result) -> None:
+            history = mlflow_client.get_metric_history(rec.run_id, "val_acc")
+            seen_at_outcome.extend(m.step for m in history)
+
+    with tracked(Kind.TRAIN, "epochs", recipe=recipe, data=data) as rec:
+        result = fit(recipe, data=data, device="cpu", callbacks=[*rec.callbacks(), Outcome()])
+    assert seen_at_outcome == [1, 2, 3, 4]
+    stored = mlflow_client.get_metric_history(rec.run_id, "val_acc")
+    assert [m.value for m in sorted(stored, key=lambda m: m.step)] == \
+        [h["val_acc"] for h in result.history]
+
+
+def test_a_store_error_in_the_background_reaches_the_training_thread(workdir, mlflow_client,
+                                                                     small) -> None:
+    from mlflow.exceptions import MlflowException
+
+    from cnnexp.tracking.record import MetricWriter
+    from cnnexp.tracking.store import Run
+
+    recipe, _ = small
+    with tracked(Kind.TRAIN, "real", recipe=recipe) as rec:
+        pass
+    # a run the store refuses to write to: it has ended and been deleted
+    mlflow_client.delete_run(rec.run_id)
+    writer = MetricWriter(Run(mlflow_client, rec.run_id, rec.experiment_id))
+    writer.submit({"val_acc": 0.5}, step=1)
+    writer.submit({"val_acc": 0.6}, step=2)  # dropped after the first failure
+    with pytest.raises(MlflowException):
+        writer.flush()
+    writer.flush()  # reported once; nothing pending
+
+
+def test_the_blocks_own_error_is_reported_not_the_flush(workdir, mlflow_client, small) -> None:
+    recipe, _ = small
+    with pytest.raises(RuntimeError, match="training broke"), \
+            tracked(Kind.TRAIN, "broken", recipe=recipe) as rec:
+        rec.writer._error = OSError("disk full")  # as if a background write had failed
+        raise RuntimeError("training broke")
+    assert mlflow_client.get_run(rec.run_id).info.status == "FAILED"
