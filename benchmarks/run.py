@@ -30,12 +30,13 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.common import LoadMonitor  # noqa: E402
 
 ALL = ["harness_overhead", "data_path", "tracking_overhead", "search_overhead", "cli_startup",
-       "time_to_accuracy", "search_efficiency"]
+       "cpu_epoch", "time_to_accuracy", "search_efficiency"]
 KEYS = {"harness_overhead": ("ratio", "engine / hand loop, images/s"),
         "data_path": ("ratio", "batched device aug / torchvision DataLoader, images/s"),
         "tracking_overhead": ("extra_percent", "% extra wall time with MLflow (digits)"),
         "search_overhead": ("seconds_per_trial_overhead", "s of non-training time per trial"),
         "cli_startup": ("recipes_list_seconds", "s for `cnnexp recipes list`"),
+        "cpu_epoch": ("speedup", "epoch wall, eval batch 1024 / auto (CPU)"),
         "time_to_accuracy": ("ratio", "cnnexp / plain script, wall s to test acc"),
         "search_efficiency": ("compute_fraction",
                               "staged / random search epochs to random's best")}
