@@ -87,9 +87,16 @@ class Search:
             out.append((cost, secs, best))
         return out
 
-    def reach(self, threshold: float) -> tuple[float, float]:
-        """Epochs and trial seconds spent when the best value first reached `threshold`."""
-        return next(((c, s) for c, s, b in self.curve() if b >= threshold), (math.inf, math.inf))
+    def reach(self, threshold: float, full_pool_only: bool = False) -> tuple[float, float]:
+        """Epochs and trial seconds spent when the best value first reached `threshold`
+        (`full_pool_only`: counting only values of trials on the whole pool)."""
+        cost = secs = 0.0
+        for t in self.trials:
+            cost, secs = cost + t.cost, secs + t.seconds
+            if t.value is not None and t.value >= threshold and \
+                    (t.fraction >= 1.0 or not full_pool_only):
+                return cost, secs
+        return math.inf, math.inf
 
 
 def plan(quick: bool, full: bool, n_full: int) -> dict[str, Any]:
@@ -152,6 +159,26 @@ def run_search(overrides: list[str], stages: str, trials: str, pool: int, tmp: P
     return Search([t for _, t in done], wall, size)
 
 
+def winner_at_full_budget(out: Path, overrides: list[str], epochs: int, device: str) -> Trial:
+    """The staged search's winner (its best.yaml) trained once as random search's trials are:
+    the last stage's epochs on the whole pool, its value taken as a trial's. A stage's value
+    on a subset of the pool cannot be compared with a full-pool trial's; this run can, and
+    its epochs are part of what the staged search costs."""
+    import time
+
+    from cnnexp.engine import fit
+    from cnnexp.recipe import load_recipe
+    from cnnexp.search.trial import objective
+
+    cfg = load_recipe(RECIPE).search
+    recipe = load_recipe(str(out / "best.yaml"), [*overrides, f"train.epochs={epochs}"])
+    t0 = time.perf_counter()
+    result = fit(recipe, device=device)
+    value = objective(result.history, cfg["metric"], "maximize", cfg.get("summary", "best"))
+    return Trial("full-budget check", 0, "complete" if value is not None else "fail", value,
+                 len(result.history), 1.0, time.perf_counter() - t0)
+
+
 def run(device: str = "cpu", repeats: int | None = None, quick: bool = False,
         full: bool = False) -> dict[str, Any]:
     from cnnexp.data import build_data
@@ -182,7 +209,14 @@ def run(device: str = "cpu", repeats: int | None = None, quick: bool = False,
                 ov, stages, trials = arms[arm]
                 folder = Path(tmp) / f"{arm}{seed}"
                 folder.mkdir()
-                runs[arm].append(run_search(ov, stages, trials, pool, folder, device))
+                search = run_search(ov, stages, trials, pool, folder, device)
+                if arm == "staged":  # its product is a configuration: check it at full budget
+                    out = next(folder.glob("*/best.yaml")).parent
+                    search.trials.append(winner_at_full_budget(
+                        out, [*([f"data.subset={pool}"] if p["pool"] else []),
+                              *(["data.val_fraction=0.02"] if quick else [])],
+                        p["stages"][last]["epochs"], device))
+                runs[arm].append(search)
     return _result(runs, p, pool, device)
 
 
@@ -193,10 +227,16 @@ def _result(runs: dict[str, list[Search]], p: dict[str, Any], pool: int,
     percents, seeds = [], []
     for staged, rand in zip(runs["staged"], runs["random"], strict=True):
         threshold = rand.best - binomial_se(rand.best, rand.eval_size)
-        cost, secs = staged.reach(threshold)
+        cost, secs = staged.reach(threshold, full_pool_only=True)
+        check = staged.trials[-1]
         rand_secs = sum(t.seconds for t in rand.trials)
         percents.append(100 * cost / rand.total)
         seeds.append({"random_best": round(rand.best, 4), "staged_best": round(staged.best, 4),
+                      "staged_winner_full_budget": round(check.value, 4)
+                      if check.value is not None else None,
+                      "staged_best_on_subsets": round(max(
+                          (t.value for t in staged.trials[:-1] if t.value is not None),
+                          default=math.nan), 4),
                       "threshold": round(threshold, 4), "eval_size": rand.eval_size,
                       "random_epochs": round(rand.total, 2),
                       "staged_epochs_to_reach": round(cost, 2),
@@ -242,7 +282,7 @@ def plot(runs: dict[str, list[Search]]) -> Path:
         threshold = rand.best - binomial_se(rand.best, rand.eval_size)
         ax.axhline(threshold, color="C1", ls=":", lw=1, alpha=alpha,
                    label="random's best - 1 SE" if i == 0 else None)
-        cost, _ = staged.reach(threshold)
+        cost, _ = staged.reach(threshold, full_pool_only=True)
         if math.isfinite(cost):
             ax.plot([cost], [threshold], "o", color="C0", alpha=alpha)
     ax.set_xlabel("cumulative compute (epochs on the whole training pool)")

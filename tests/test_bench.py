@@ -143,3 +143,7 @@ def test_search_efficiency_counts_compute_to_reach() -> None:
     assert staged.reach(0.85) == (pytest.approx(2.8), 7.0)
     assert staged.reach(0.9) == (math.inf, math.inf)
     assert staged.best == 0.86
+    # only a trial on the whole pool can stand beside random search's: the winner's check
+    staged.trials.append(Trial("full-budget check", 0, "complete", 0.85, 3, 1.0, 4.0))
+    assert staged.reach(0.85, full_pool_only=True) == (pytest.approx(5.8), 11.0)
+    assert staged.reach(0.86, full_pool_only=True) == (math.inf, math.inf)

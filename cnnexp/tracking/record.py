@@ -168,11 +168,12 @@ class OutcomeLogger(Callback):
 
         if self.writer is not None:
             self.writer.flush()
-        self.run.log_metrics({"best_val_acc": result.best_val_acc, "seconds": result.seconds,
-                              "images_per_sec": result.images_per_sec,
-                              "params": result.params, "best_epoch": result.best_epoch})
-        self.run.set_tags({T.STATUS: result.status, T.REASON: result.reason,
-                           T.DIAGNOSIS: diagnose_fit(result).diagnosis})
+        self.run.log_batch(
+            metrics={"best_val_acc": result.best_val_acc, "seconds": result.seconds,
+                     "images_per_sec": result.images_per_sec, "params": result.params,
+                     "best_epoch": result.best_epoch},
+            tags={T.STATUS: result.status, T.REASON: result.reason,
+                  T.DIAGNOSIS: diagnose_fit(result).diagnosis})
         if result.status == "diverged":
             self.run.fail()
 

@@ -106,14 +106,20 @@ class Run:
             self.client.log_batch(self.run_id, params=items[i:i + MAX_PARAMS_PER_BATCH])
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        now = int(time.time() * 1000)
-        items = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()
-                 if isinstance(v, (int, float))]
-        if items:
-            self.client.log_batch(self.run_id, metrics=items)
+        self.log_batch(metrics=metrics, step=step)
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
-        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        self.log_batch(tags=tags)
+
+    def log_batch(self, metrics: Mapping[str, float] | None = None,
+                  tags: Mapping[str, Any] | None = None, step: int | None = None) -> None:
+        """Metrics and tags in one request (one commit on a SQLite store)."""
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step or 0) for k, v in (metrics or {}).items()
+                 if isinstance(v, (int, float))]
+        run_tags = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
+        if items or run_tags:
+            self.client.log_batch(self.run_id, metrics=items, tags=run_tags)
 
     def describe(self, markdown: str) -> None:
         """The run description the MLflow UI shows on the run page."""
