@@ -11,6 +11,8 @@ pool and the same validation split:
   ranges. cnnexp seeds random trials by stage seed and trial number, so random search's first
   trials draw the same configurations as the coarse stage (common random numbers).
 
+The staged search's winner (best.yaml) is then trained once as random search's trials are
+(its value on a subset could never stand beside a full-pool trial's); those epochs count.
 Compute is counted in epochs-equivalent: a trial's epochs x its training-subset fraction of
 the pool; pruned trials count the epochs they ran (their reported steps; a diverged one also
 the epoch that diverged). Figure: the compute the staged search had spent when one of its
@@ -25,7 +27,8 @@ Budget. The training pool is scaled down and each stage's subset with it, in pro
 (the recipe's coarse 10,000 of 54,000 images stays 18.5% of the pool); the validation split
 stays the recipe's (6,000 images, evaluated every epoch: about 40% of the time here). Default:
 a pool of 5,000 images, the recipe's trial counts and epochs, one search seed (`--repeats N`:
-N seeds): about 14 minutes on two quiet CPU cores (random search ~10, staged ~4). --quick:
+N seeds): about 12 minutes on two quiet CPU cores (random search ~8, staged ~4 with its
+winner's check). --quick:
 1,000 images, 1,200 validation images, 3 + 2 trials, at most 2 epochs, 2 seeds (smoke run).
 --full: all 54,000 images at the recipe's subsets (about 1.5 hours per seed).
 """
