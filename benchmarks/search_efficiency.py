@@ -15,8 +15,9 @@ The staged search's winner (best.yaml) is then trained once as random search's t
 (its value on a subset could never stand beside a full-pool trial's); those epochs count.
 Compute is counted in epochs-equivalent: a trial's epochs x its training-subset fraction of
 the pool; pruned trials count the epochs they ran (their reported steps; a diverged one also
-the epoch that diverged). Figure: the compute the staged search had spent when one of its
-completed trials first reached the best validation accuracy of random search, less one
+the epoch that diverged). Figure: the compute the staged search had spent when a full-pool
+value of its own (the winner's check) first reached the best validation accuracy of random
+search, less one
 binomial standard error on the validation set (within its noise), as a percentage of random
 search's total compute (trials in the order they finished); target <= 40%. A staged search
 that never gets there scores infinity. Also reported: wall seconds of both searches, the
