@@ -11,13 +11,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.signals import default_sigint
+
 ARGS = ["train", "train.epochs=8", "train.checkpoint_seconds=0", "--json", "--device", "cpu"]
 
 
 def _start(workdir: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "cnnexp.cli", *ARGS], cwd=workdir,
                             env=dict(os.environ), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
 
 
 def _wait_for_checkpoint(workdir: Path, proc: subprocess.Popen, min_epoch: int) -> Path:

@@ -18,6 +18,7 @@ from cnnexp.search.attrs import WORKER
 from cnnexp.search.config import build_plan
 from cnnexp.search.storage import counts, open_storage
 from cnnexp.tracking.tags import KIND
+from tests.signals import default_sigint
 
 pytestmark = pytest.mark.slow
 FAST = ["data.subset=300", "search.stages.coarse.epochs=1", "search.stages.fine.epochs=2",
@@ -32,6 +33,7 @@ def study_name(overrides: list[str]) -> str:
 def cnnexp(*args: str, cwd: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "cnnexp.cli", "search", *args], cwd=cwd,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_sigint,
                             env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{cwd}/mlflow.db",
                                  "OMP_NUM_THREADS": "1"})
 
