@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.common import LoadMonitor  # noqa: E402
 
 ALL = ["harness_overhead", "data_path", "tracking_overhead", "search_overhead", "cli_startup",
-       "cpu_epoch", "time_to_accuracy", "search_efficiency"]
+       "cpu_epoch", "time_to_accuracy", "search_efficiency", "search_vs_peers"]
 KEYS = {"harness_overhead": ("ratio", "engine / hand loop, images/s"),
         "data_path": ("ratio", "batched device aug / torchvision DataLoader, images/s"),
         "tracking_overhead": ("extra_percent", "% extra wall time with MLflow (digits)"),
@@ -39,7 +39,9 @@ KEYS = {"harness_overhead": ("ratio", "engine / hand loop, images/s"),
         "cpu_epoch": ("speedup", "epoch wall, eval batch 1024 / auto (CPU)"),
         "time_to_accuracy": ("ratio", "cnnexp / plain script, wall s to test acc"),
         "search_efficiency": ("compute_fraction",
-                              "staged / random search epochs to random's best")}
+                              "staged / random search epochs to random's best"),
+        "search_vs_peers": ("compute_percent",
+                            "% of random's compute for cnnexp's default to reach its best")}
 COLUMNS = ("benchmark", "figure", "median", "spread (min-max; IQR)", "target", "met",
            "warnings")
 
@@ -122,6 +124,8 @@ def main() -> int:
     parser.add_argument("--full", action="store_true",
                         help="time_to_accuracy and search_efficiency on all of Fashion-MNIST at "
                              "the recipe's budget (hours on a CPU)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="search_vs_peers: search seeds run at once, one thread each")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "latest.json"))
     args = parser.parse_args()
     names = [n.strip() for n in args.only.split(",") if n.strip()]
@@ -134,7 +138,7 @@ def main() -> int:
 
     quiet_libraries()
     options = {"device": args.device, "repeats": args.repeats, "quick": args.quick,
-               "full": args.full}
+               "full": args.full, "jobs": args.jobs}
     results: dict[str, Any] = {"machine": machine(), "device": args.device,
                                "started": time.strftime("%F %T"), "options": options,
                                "benchmarks": []}

@@ -73,6 +73,7 @@ class Search:
     trials: list[Trial]  # in the order they finished
     wall: float
     eval_size: int
+    result: dict[str, Any] | None = None  # the search's own JSON result
 
     @property
     def total(self) -> float:
@@ -144,8 +145,9 @@ def run_search(overrides: list[str], stages: str, trials: str, pool: int, tmp: P
     name = f"bench-{tmp.name}-{stages.replace(',', '-')}"
     opts = SearchOptions(stages=stages, trials=trials, storage=str(tmp / f"{name}.journal"),
                          study=name, devices=device, out=str(tmp / name), confirm=False)
-    wall = timed(lambda: cnnexp_search(RECIPE, overrides, opts, console=Console(quiet=True),
-                                       lines=False))
+    found: dict[str, Any] = {}
+    wall = timed(lambda: found.update(cnnexp_search(
+        RECIPE, overrides, opts, console=Console(quiet=True), lines=False)))
     storage = open_storage(opts.storage)
     done, size = [], 0
     for stage in stages.split(","):
@@ -160,7 +162,7 @@ def run_search(overrides: list[str], stages: str, trials: str, pool: int, tmp: P
                 stage, t.number, t.state.name.lower(), t.value if t.state.name == "COMPLETE"
                 else None, ran, used / pool, float(t.user_attrs.get(A.SECONDS, 0.0)))))
     done.sort(key=lambda d: d[0])
-    return Search([t for _, t in done], wall, size)
+    return Search([t for _, t in done], wall, size, found)
 
 
 def winner_at_full_budget(out: Path, overrides: list[str], epochs: int, device: str) -> Trial:

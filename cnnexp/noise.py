@@ -1,7 +1,8 @@
 """How much a measured figure moves by chance: the yardstick every comparison carries.
 
 One evaluation: an accuracy on n examples has the binomial standard error sqrt(p(1-p)/n).
-Several seeds: mean ± sample std, and Welch's two-sided t-test between two sets of seeds.
+Several seeds: mean ± sample std, Welch's two-sided t-test between two sets of seeds, and a
+paired t-test (with the smallest difference it could detect) when the seeds are matched.
 Two accuracies on the same evaluation set are "within noise" when they differ by less than
 Z = 2 combined standard errors (about a 95% band)."""
 
@@ -65,3 +66,33 @@ def verdict(delta: float, p_value: float, higher_is_better: bool = True,
     if p_value >= alpha or delta == 0:
         return "within noise"
     return "helps" if (delta > 0) == higher_is_better else "hurts"
+
+
+def paired_p(a: Sequence[float], b: Sequence[float]) -> float:
+    """Two-sided paired t-test p-value over matched values (seed i of a against seed i of b):
+    what the seed moves in both arms cancels out. NaN below two pairs; constant differences:
+    1.0 if they are all zero, else 0.0."""
+    diffs = [x - y for x, y in zip(a, b, strict=True)]
+    if len(diffs) < 2:
+        return math.nan
+    mean, std = mean_std(diffs)
+    if std == 0:
+        return 1.0 if mean == 0 else 0.0
+    from scipy import stats
+
+    t = mean / (std / math.sqrt(len(diffs)))
+    return float(2 * stats.t.sf(abs(t), len(diffs) - 1))
+
+
+def detectable(diffs: Sequence[float], alpha: float = 0.05, power: float = 0.8) -> float:
+    """The smallest true difference a paired t-test over these pairs would detect with the
+    given power at the observed spread: (t_{1-alpha/2} + t_{power}) x sd / sqrt(n), with n - 1
+    degrees of freedom. NaN below two pairs."""
+    n = len(diffs)
+    if n < 2:
+        return math.nan
+    _, std = mean_std(diffs)
+    from scipy import stats
+
+    return float((stats.t.ppf(1 - alpha / 2, n - 1) + stats.t.ppf(power, n - 1))
+                 * std / math.sqrt(n))

@@ -42,9 +42,11 @@ def search(args: Args = None,
                help="After the last stage, retrain the best configuration and the recipe over "
                     "several seeds at the final budget and say whether search beat the recipe "
                     "(--no-confirm: skip).")] = True,
-           confirm_seeds: Annotated[int | None, typer.Option(
-               "--confirm-seeds", help="Seeds per side in the confirming stage (default: the "
-                                       "recipe's search.confirm.seeds, 3).")] = None,
+           confirm_seeds: Annotated[str | None, typer.Option(
+               "--confirm-seeds", help="Seeds per side in the confirming stage, the same for "
+                                       "both (paired), or 'auto': add seeds until the verdict "
+                                       "is decided, up to search.confirm.max_seeds (default: "
+                                       "the recipe's search.confirm.seeds, 3).")] = None,
            test: Annotated[bool, typer.Option(
                "--test", help="Then evaluate the confirmed winner once on the held-out test "
                               "split (the final figure).")] = False,
@@ -66,6 +68,8 @@ def search(args: Args = None,
         cnnexp search --resume                         # continue after Ctrl-C
 
         cnnexp search fashion_mnist --test             # confirm, then the final test figure
+
+        cnnexp search fashion_mnist --confirm-seeds auto   # seeds until the verdict is decided
     """
     from cnnexp.errors import CheckFailed
     from cnnexp.search import render

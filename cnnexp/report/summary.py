@@ -34,7 +34,7 @@ def _search(r: dict[str, Any]) -> str:
         line = (f"best configuration {m['confirm_best_mean']:.4f} vs the recipe "
                 f"{m.get('confirm_recipe_mean', math.nan):.4f} over seeds: {verdict}")
         if "confirm_p" in m:
-            line += f" (Welch p={m['confirm_p']:.2g})"
+            line += f" (paired p={m['confirm_p']:.2g})"
         return line
     if "best_value" in m:
         return f"best trial {m['best_value']:.4f} (not confirmed over seeds)"

@@ -15,10 +15,12 @@ AFTER_SIGNAL = "cnnexp.after_signal"  # the previous stage's signal, as the narr
 SETUP_BY = "cnnexp.setup_by"  # the worker that created it (stale-lock diagnosis)
 SIGNAL = "cnnexp.signal"  # a finished stage's analysis (set by whoever narrows from it)
 CONFIRM = "cnnexp.confirm"  # the confirming stage's result (on the root study)
+FIDELITY = "cnnexp.fidelity"  # does the previous stage's ranking carry to this one?
 READY = "cnnexp.ready"
 
 # trial
 TICKET = "cnnexp.ticket"  # one of the stage's exactly-N enqueued trials
+PROMOTED_FROM = "cnnexp.promoted_from"  # the previous stage's trial whose params it re-trains
 WORKER = "cnnexp.worker"
 NAME = "cnnexp.name"
 REASON = "cnnexp.reason"

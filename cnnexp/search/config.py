@@ -9,7 +9,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import annotated_types as at
 from pydantic import Field, ValidationError
@@ -39,15 +39,21 @@ class StageCfg(Strict):
     # margin x the old width on each side
     top_k: int = Field(5, ge=1)
     margin: float = Field(0.1, gt=0.0, le=1.0)
+    # successive halving between stages: the first trials of a later stage re-train the best
+    # configurations of the stage before it at this stage's budget (default: the top_k that
+    # set its ranges, at most half its trials); 0 samples every trial afresh
+    promote: int | None = Field(None, ge=0)
     seed: int | None = Field(None, ge=0, le=MAX_SEED)  # default: search.seed + stage index
 
 
 class ConfirmCfg(Strict):
     """The confirming stage after the last search stage: the best configuration and the
-    recipe as written, retrained over `seeds` seeds at the final budget, compared by Welch's
-    t-test. `epochs`: default the recipe's own train.epochs (the final budget)."""
+    recipe as written, retrained on the same `seeds` seeds at the final budget, compared by a
+    paired t-test; `auto` adds seeds until decided (at most `max_seeds`). `epochs`: default
+    the recipe's own train.epochs (the final budget)."""
 
-    seeds: int = Field(3, ge=1, le=100)
+    seeds: Annotated[int, Field(ge=1, le=100)] | Literal["auto"] = 3
+    max_seeds: int = Field(6, ge=2, le=100)  # the cap of `seeds: auto`
     epochs: int | None = Field(None, ge=1, le=100000)
     alpha: float = Field(0.05, gt=0.0, lt=1.0)
 
@@ -75,6 +81,7 @@ class StagePlan:
     margin: float
     seed: int
     subset: int | None = None
+    promote: int = 0  # configurations of the previous stage re-trained first
 
 
 @dataclass
@@ -303,12 +310,22 @@ def build_plan(ref: str | None, overrides: list[str], *, stages: str | None = No
                        cfg.stages[n].sampler, cfg.stages[n].pruner, cfg.stages[n].top_k,
                        cfg.stages[n].margin,
                        cfg.stages[n].seed if cfg.stages[n].seed is not None else cfg.seed + i,
-                       cfg.stages[n].subset)
+                       cfg.stages[n].subset,
+                       _promote(cfg.stages[n], i, counts.get(n, cfg.stages[n].trials)))
              for i, n in enumerate(names)]
     bounds = {p: schema_bound(p) for p, v in space.items() if isinstance(v, Range)}
     fp = fingerprint(recipe, cfg, space, direction)
     return Plan(ref, list(overrides), recipe.name, cfg.metric, direction, cfg.summary, cfg.edge,
                 cfg.extend, space, plans, fp, bounds, cfg.confirm)
+
+
+def _promote(st: StageCfg, index: int, trials: int) -> int:
+    """How many of the previous stage's best configurations a stage re-trains first."""
+    if index == 0:
+        return 0  # nothing before it
+    if st.promote is not None:
+        return min(st.promote, trials)
+    return min(st.top_k, (trials + 1) // 2)
 
 
 def fingerprint(recipe: Recipe, cfg: SearchCfg, space: Space, direction: str) -> str:
@@ -323,9 +340,12 @@ def fingerprint(recipe: Recipe, cfg: SearchCfg, space: Space, direction: str) ->
 
 
 def trial_recipe(plan: Plan, params: dict[str, Any], epochs: int,
-                 subset: int | None = None) -> Recipe:
+                 subset: int | None = None, one_view: bool = False) -> Recipe:
     """The base recipe with a trial's parameters (component swaps composed, fields set), its
-    stage's epochs and, for a trial, its stage's training subset."""
+    stage's epochs and, for a trial, its stage's training subset. `one_view`: validate on the
+    plain images only (no flip TTA): a search trial's value ranks configurations, and
+    test-time augmentation, which doubles the cost of every evaluation, moves them all alike;
+    it is kept where a figure is reported (the confirming stage, final runs)."""
     swaps = [f"{g}={params[g]}" for g in GROUPS if g in params]
     tree = compose(plan.ref, [*plan.overrides, *swaps])
     tree.pop("search", None)
@@ -338,4 +358,6 @@ def trial_recipe(plan: Plan, params: dict[str, Any], epochs: int,
     if subset is not None:
         own = (tree.get("data") or {}).get("subset")
         set_path(tree, "data.subset", min(subset, own) if own else subset)
+    if one_view:
+        set_path(tree, "aug.tta", False)
     return validate(tree)

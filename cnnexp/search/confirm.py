@@ -4,9 +4,13 @@ A search picks its best trial from one seed per configuration, on the same valid
 then reports — an optimistic figure. So after the last stage both the best configuration and
 the recipe are retrained over several seeds at the final budget (the recipe's own
 train.epochs on all the training data, unless `search.confirm.epochs` says otherwise), and
-compared with Welch's t-test: "best beats the recipe by +X pp (p = …)" or "within noise: the
-recipe is as good". With `--test`, the winner's seeds are then evaluated once on the held-out
-test split (the recipe wins ties: it is the simpler choice)."""
+compared seed by seed (both arms train on the same seeds, so a paired t-test removes what a
+seed moves in both): "best beats the recipe by +X pp (paired p = …)" or "within noise: the
+recipe is as good", with the smallest difference the comparison could have detected at the
+observed noise beside it. `seeds: auto` adds a seed to both arms at a time until the verdict is
+decided (p < alpha), more seeds could not plausibly decide it, or `max_seeds` is reached.
+With `--test`, the winner's seeds are then evaluated once on the held-out test split (the
+recipe wins ties: it is the simpler choice)."""
 
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ import torch
 from cnnexp.data import DataBundle, build_data
 from cnnexp.engine import Callback, FitResult, fit
 from cnnexp.metrics import higher_is_better
-from cnnexp.noise import mean_std, verdict, welch_p
+from cnnexp.noise import detectable, mean_std, paired_p, verdict
 from cnnexp.schema import Recipe
 from cnnexp.search.config import Plan, trial_recipe
 from cnnexp.search.trial import objective
@@ -64,12 +68,13 @@ def _level(mean: float, std: float, metric: str) -> str:
 
 
 def headline(metric: str, best: Arm, recipe: Arm, delta: float, p: float, call: str,
-             seeds: int) -> str:
+             seeds: int, mde: float = math.nan) -> str:
     """The one line a reviewer reads first."""
     sb, sr = best.stats(), recipe.stats()
     levels = (f"{_level(sb['mean'], sb['std'], metric)} vs "
-              f"{_level(sr['mean'], sr['std'], metric)} over {seeds} seed(s)")
-    p_text = f"p = {p:.2g}" if math.isfinite(p) else "no test"
+              f"{_level(sr['mean'], sr['std'], metric)} over {seeds} paired seed(s)")
+    p_text = f"paired p = {p:.2g}" if math.isfinite(p) else "no test"
+    could = f"; could detect >= {_pp(mde, metric).lstrip('+')}" if math.isfinite(mde) else ""
     if call == "diverged":
         return f"a confirming run diverged: best {levels} — look at the failed runs"
     if call == "helps":
@@ -79,40 +84,87 @@ def headline(metric: str, best: Arm, recipe: Arm, delta: float, p: float, call: 
                 f"{levels}): keep the recipe")
     if call == "n/a":
         return (f"one seed each: Δ {_pp(delta, metric)} ({levels}); no test — confirm with "
-                "--confirm-seeds 2 or more")
-    return f"within noise: the recipe is as good (Δ {_pp(delta, metric)}, {p_text}; {levels})"
+                "--confirm-seeds 2 or more (or auto)")
+    return (f"within noise: the recipe is as good (Δ {_pp(delta, metric)}, {p_text}{could}; "
+            f"{levels})")
+
+
+AUTO_START = 2  # `seeds: auto` starts with two seeds per arm: the fewest a test needs
+
+
+def stop_reason(best: Sequence[float], recipe: Sequence[float], alpha: float,
+                cap: int) -> str | None:
+    """Why an automatic confirming stage stops after these paired values, or None to add a
+    seed: `decided` (p < alpha), `cap` (max_seeds reached), or `futile` (even at the cap the
+    difference seen would be under half of what the test could detect at this spread)."""
+    n = len(best)
+    if n >= 2 and paired_p(best, recipe) < alpha:
+        return "decided"
+    if n >= cap:
+        return "cap"
+    if n >= 3:  # a spread from two differences is too rough to give up on
+        diffs = [a - b for a, b in zip(best, recipe, strict=True)]
+        mean, std = mean_std(diffs)
+        from scipy import stats
+
+        reach = (stats.t.ppf(1 - alpha / 2, cap - 1) + stats.t.ppf(0.8, cap - 1)) * std \
+            / math.sqrt(cap)
+        if abs(mean) < reach / 2:
+            return "futile"
+    return None
 
 
 def run_confirm(plan: Plan, best_params: dict[str, Any], *, device: torch.device,
-                seeds: int, parent: Run | None, test: bool = False,
+                seeds: int | str, parent: Run | None, test: bool = False,
                 callbacks: Callable[[str], Sequence[Callback]] = lambda label: (),
                 say: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
-    """Retrain both arms over `seeds` seeds, compare, and (with `test`) evaluate the winner on
-    the test split. Returns the JSON `confirm` object."""
+    """Retrain both arms on the same seeds (`auto`: until decided, see stop_reason), compare
+    them pair by pair, and (with `test`) evaluate the winner on the test split. Returns the
+    JSON `confirm` object."""
     epochs = plan.confirm.epochs or _recipe_epochs(plan)
     arms = [Arm(BEST, trial_recipe(plan, best_params, epochs)),
             Arm(RECIPE, trial_recipe(plan, {}, epochs))]
-    cache: dict[str, DataBundle] = {}
-    for arm in arms:
-        for i in range(seeds):
-            _train(plan, arm, i, device, parent, cache, callbacks, say)
     best, recipe = arms
+    auto = seeds == "auto"
+    cap = plan.confirm.max_seeds if auto else int(seeds)
+    cache: dict[str, DataBundle] = {}
+    stopped = None
+    i = 0
+    while i < (AUTO_START if auto else cap) or (auto and stopped is None):
+        for arm in arms:
+            _train(plan, arm, i, device, parent, cache, callbacks, say)
+        i += 1
+        if auto and i >= AUTO_START:
+            pairs = _pairs(best, recipe)
+            stopped = stop_reason(*pairs, plan.confirm.alpha, cap) if pairs[0] else "cap"
+            if stopped is None:
+                say(f"confirm: not decided after {i} seed(s); adding one")
     sign = 1.0 if higher_is_better(plan.metric) else -1.0
-    (mb, _), (mr, _) = mean_std(best.finished), mean_std(recipe.finished)
-    delta = mb - mr
-    p = welch_p(best.finished, recipe.finished)
+    a, b = _pairs(best, recipe)
+    diffs = [x - y for x, y in zip(a, b, strict=True)]
+    delta = mean_std(diffs)[0] if diffs else math.nan
+    p = paired_p(a, b)
+    mde = detectable(diffs, plan.confirm.alpha)
     call = verdict(sign * delta, p, True, plan.confirm.alpha)
     if best.finished != best.values or recipe.finished != recipe.values:
         call = "diverged"
     out: dict[str, Any] = {
-        "metric": plan.metric, "seeds": seeds, "epochs": epochs, "alpha": plan.confirm.alpha,
+        "metric": plan.metric, "seeds": i, "seeds_setting": seeds, "stopped": stopped,
+        "epochs": epochs, "alpha": plan.confirm.alpha, "test_kind": "paired t-test",
         "best_params": best_params, "best": best.stats(), "recipe": recipe.stats(),
-        "delta": delta, "p_value": p, "verdict": call,
+        "delta": delta, "p_value": p, "detectable": mde, "verdict": call,
         "winner": BEST if call == "helps" else RECIPE,
-        "headline": headline(plan.metric, best, recipe, delta, p, call, seeds)}
+        "headline": headline(plan.metric, best, recipe, delta, p, call, i, mde)}
     if test:
         out["test"] = _test_winner(best if call == "helps" else recipe, cache)
     return out
+
+
+def _pairs(best: Arm, recipe: Arm) -> tuple[list[float], list[float]]:
+    """The seeds on which both arms finished, as two matched lists."""
+    kept = [(x, y) for x, y in zip(best.values, recipe.values, strict=True)
+            if math.isfinite(x) and math.isfinite(y)]
+    return [x for x, _ in kept], [y for _, y in kept]
 
 
 def _recipe_epochs(plan: Plan) -> int:

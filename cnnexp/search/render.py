@@ -10,9 +10,14 @@ from cnnexp.search.narrow import fmt
 def warnings(result: dict[str, Any], console: Any) -> None:
     """Edge warnings reach the user even with --json or -q (stderr; also in the JSON)."""
     for stage in result["stages"]:
-        for w in stage["edge_warnings"]:
+        for w in [*stage["edge_warnings"], *fidelity_warning(stage)]:
             console.print(f"[yellow]warning:[/] {stage['name']}: {w}", highlight=False,
                           soft_wrap=True)
+
+
+def fidelity_warning(stage: dict[str, Any]) -> list[str]:
+    warning = (stage.get("fidelity") or {}).get("warning")
+    return [warning] if warning else []
 
 
 def render(result: dict[str, Any], console: Any, k: int = 5) -> None:
@@ -37,7 +42,10 @@ def render(result: dict[str, Any], console: Any, k: int = 5) -> None:
         console.print(f"  {colour}{s.get('noise_line', '')}", highlight=False, soft_wrap=True)
         if s.get("top_gap"):
             console.print(f"  {s['top_gap']}", highlight=False, soft_wrap=True)
-        for w in s["edge_warnings"]:
+        if s.get("fidelity"):
+            console.print(f"  fidelity: {s['fidelity']['text']}", highlight=False,
+                          soft_wrap=True)
+        for w in [*s["edge_warnings"], *fidelity_warning(s)]:
             console.print(f"[yellow]warning:[/] {s['name']}: {w}", highlight=False,
                           soft_wrap=True)
     best = result["best"]

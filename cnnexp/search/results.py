@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.storages import BaseStorage
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from cnnexp.files import replaced
 from cnnexp.search import attrs as A
 from cnnexp.search.config import Plan, StagePlan, trial_recipe
+from cnnexp.search.fidelity import Fidelity, Pair, check
 from cnnexp.search.narrow import Space, edge_warnings, fmt
 from cnnexp.search.signal import Signal, is_accuracy, top_gap_text
 from cnnexp.search.stages import (
@@ -41,6 +42,26 @@ class StageResult:
     direction: str
     edge: float
     bounds: dict[str, Any] = field(default_factory=dict)
+    previous: StageResult | None = None  # the stage it was narrowed (and promoted) from
+
+    @cached_property
+    def fidelity(self) -> Fidelity | None:
+        """How well the previous stage's ranking carried to this stage, from the
+        configurations this stage re-trained (None for a stage that re-trained none)."""
+        prev = self.previous
+        promoted = [t for t in self.trials if A.PROMOTED_FROM in t.user_attrs
+                    and t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+        if prev is None or not promoted:
+            return None
+        cheap = {t.number: t.value for t in prev.trials if t.state == TrialState.COMPLETE}
+        pairs = [Pair(int(t.user_attrs[A.PROMOTED_FROM]), t.number,
+                      float(cheap[int(t.user_attrs[A.PROMOTED_FROM])]),
+                      float(t.value) if t.state == TrialState.COMPLETE and t.value is not None
+                      else None)
+                 for t in promoted if cheap.get(int(t.user_attrs[A.PROMOTED_FROM])) is not None]
+        return check(pairs, cheap_stage=prev.plan.name, stage=self.plan.name,
+                     maximize=self.direction == "maximize", eval_size=self.signal.eval_size,
+                     accuracy=is_accuracy(self.metric))
 
     @cached_property
     def top(self) -> list[FrozenTrial]:
@@ -83,18 +104,20 @@ class StageResult:
                 "narrowing": {p: {"from": c[0], "to": c[1], "how": c[2] if len(c) > 2 else ""}
                               for p, c in self.study.user_attrs.get(A.NARROWING, {}).items()},
                 "edge_warnings": self.edge_warnings, "epochs": self.plan.epochs,
-                "subset": self.plan.subset, "requested": c.requested, "retried": c.retried}
+                "subset": self.plan.subset, "requested": c.requested, "retried": c.retried,
+                "fidelity": self.fidelity.to_dict() if self.fidelity else None}
 
 
 def collect(storage: BaseStorage, plan: Plan) -> list[StageResult]:
-    out = []
+    out: list[StageResult] = []
     for sp in plan.stages:
         study = optuna.load_study(study_name=stage_study(plan, sp.name), storage=storage)
         trials = study.get_trials(deepcopy=False)
         gone = superseded(trials)
         counted = [t for t in trials if t.number not in gone]
         out.append(StageResult(sp, study, counted, stage_space(study), plan.metric,
-                               plan.direction, plan.edge, plan.bounds))
+                               plan.direction, plan.edge, plan.bounds,
+                               out[-1] if out else None))
     return out
 
 
@@ -191,8 +214,12 @@ def stage_markdown(r: StageResult, metric: str, narrowing: str) -> str:
     out = [narrowing, "",
            f"{s['trials']} trials: {s['complete']} complete, {s['pruned']} pruned, "
            f"{s['failed']} failed. {'**No signal:** ' + r.signal.reading if not r.signal.signal else s['noise_line']}",
-           *(["", s["top_gap"]] if s["top_gap"] else []), "", top_markdown(r, metric)]
+           *(["", s["top_gap"]] if s["top_gap"] else []),
+           *(["", f"Fidelity: {r.fidelity.text}"] if r.fidelity else []),
+           "", top_markdown(r, metric)]
     out += ["", *(f"**Warning:** {w}" for w in s["edge_warnings"])]
+    if r.fidelity and r.fidelity.warning:
+        out += [f"**Warning:** {r.fidelity.warning}"]
     return "\n".join(out).rstrip()
 
 
@@ -211,6 +238,9 @@ def parent_markdown(plan: Plan, results: list[StageResult], best: tuple | None,
         r, t = best
         lines += ["", f"Best: **{r.plan.name}-{t.number:02d}** {plan.metric}={t.value:.4f} " +
                   " ".join(f"`{p}={fmt(v)}`" for p, v in t.params.items())]
+    carried = [f"- {r.fidelity.text}" for r in results if r.fidelity]
+    if carried:
+        lines += ["", "**Fidelity** (does the cheaper stage's ranking carry?):", *carried]
     warns = [f"- {r.plan.name}: {w}" for r in results for w in r.edge_warnings]
     if warns:
         lines += ["", "**Edge warnings** (the best value sits at the edge of its range):", *warns]

@@ -51,7 +51,7 @@ class SearchOptions:
     out: str | None = None
     track: bool = True
     confirm: bool = True  # the confirming stage after the last one (see search/confirm.py)
-    confirm_seeds: int | None = None  # default: the recipe's search.confirm.seeds
+    confirm_seeds: int | str | None = None  # N or "auto"; default: search.confirm.seeds
     test: bool = False  # evaluate the confirmed winner on the held-out test split
 
 
@@ -74,6 +74,17 @@ def check_out(path: Path) -> None:
         raise BadInput(f"--out {path}: {probe} is not writable")
 
 
+def parse_confirm_seeds(value: int | str | None) -> int | str | None:
+    """--confirm-seeds: a whole number from 1 to 100, or `auto`."""
+    if value is None or value == "auto":
+        return value
+    text = str(value).strip()
+    if text.isascii() and text.isdigit() and 1 <= int(text) <= 100:
+        return int(text)
+    raise BadInput(f"--confirm-seeds must be a whole number from 1 to 100 or 'auto', "
+                   f"got {value!r}")
+
+
 def prepare(ref: str | None, overrides: Sequence[str], opts: SearchOptions
             ) -> tuple[Plan, list[str]]:
     """All the checks that must fail (exit 2) before any study or run exists."""
@@ -82,8 +93,7 @@ def prepare(ref: str | None, overrides: Sequence[str], opts: SearchOptions
         raise BadInput(f"--workers must be at least 1, got {opts.workers}")
     if opts.workers > MAX_WORKERS:
         raise BadInput(f"--workers must be at most {MAX_WORKERS}, got {opts.workers}")
-    if opts.confirm_seeds is not None and not 1 <= opts.confirm_seeds <= 100:
-        raise BadInput(f"--confirm-seeds must be from 1 to 100, got {opts.confirm_seeds}")
+    opts.confirm_seeds = parse_confirm_seeds(opts.confirm_seeds)
     if opts.test and not opts.confirm:
         raise BadInput("--test evaluates the confirmed winner: it needs the confirming stage "
                        "(drop --no-confirm)")
@@ -266,13 +276,16 @@ def _confirm(storage: Any, plan: Plan, best: tuple, parent: tracking.Run | None,
     seeds = opts.confirm_seeds or plan.confirm.seeds
     stage, trial = best
     key = {"stage": stage.plan.name, "trial": trial.number, "seeds": seeds,
-           "epochs": plan.confirm.epochs}
+           "epochs": plan.confirm.epochs, "test": "paired",
+           **({"max_seeds": plan.confirm.max_seeds} if seeds == "auto" else {})}
     done = root.user_attrs.get(A.CONFIRM)
     if done and done.get("key") == key and not opts.test:
         say(f"confirm: reusing the finished confirming stage ({done['result']['headline']})")
         return done["result"]
     say(f"confirm: retraining the best configuration ({stage.plan.name}-{trial.number:02d}) "
-        f"and the recipe over {seeds} seed(s) each")
+        "and the recipe on the same " + (f"seeds until the verdict is decided (at most "
+                                         f"{plan.confirm.max_seeds})" if seeds == "auto"
+                                         else f"{seeds} seed(s)"))
     result = run_confirm(plan, dict(trial.params), device=resolve_device(device), seeds=seeds,
                          parent=parent, test=opts.test, callbacks=lambda label: callbacks,
                          say=say)
@@ -331,9 +344,14 @@ def _log_to_mlflow(plan: Plan, results: list[StageResult], best: tuple | None,
             continue
         s = r.summary()
         stage_run.describe(stage_markdown(r, plan.metric, narrowing_text(r.study.user_attrs)))
+        fid = r.fidelity
         stage_run.log_metrics({k: s[k] for k in ("complete", "pruned", "failed")} |
                               ({"best_value": s["best_value"]} if s["best_value"] is not None
+                               else {}) |
+                              ({"fidelity_rho": fid.rho} if fid and math.isfinite(fid.rho)
                                else {}))
+        if fid:
+            stage_run.set_tags({T.FIDELITY: fid.verdict})
         if tracking.run_status(stage_run) != "FINISHED":
             tracking.end_run(stage_run, "FINISHED")
     for name, fig in figures(results, plan.metric, plan.direction).items():
@@ -353,6 +371,8 @@ def _log_to_mlflow(plan: Plan, results: list[StageResult], best: tuple | None,
             "confirm_best_mean": confirmed["best"]["mean"],
             "confirm_recipe_mean": confirmed["recipe"]["mean"],
             "confirm_delta": confirmed["delta"], "confirm_p": confirmed["p_value"],
+            "confirm_detectable": confirmed.get("detectable", math.nan),
+            "confirm_seeds": float(confirmed["seeds"]),
             **({"test_acc_mean": confirmed["test"]["test_acc_mean"]}
                if confirmed.get("test") else {})}.items()
             if isinstance(v, float) and math.isfinite(v)})

@@ -147,6 +147,19 @@ def narrow_from(storage: BaseStorage, plan: Plan, prev: StagePlan, stage: StageP
                                                plan.edge, signal.eval_size))
 
 
+def promoted(storage: BaseStorage, plan: Plan, prev: StagePlan,
+             stage: StagePlan) -> list[tuple[int, dict[str, Any]]]:
+    """(trial number, params) of the previous stage's best `stage.promote` configurations,
+    best first: the rungs of successive halving. Each is trained again at this stage's budget,
+    which gives the search a value it can stand behind at once and pairs of values at two
+    budgets for the fidelity check (cnnexp.search.fidelity)."""
+    if stage.promote <= 0:
+        return []
+    study = optuna.load_study(study_name=stage_study(plan, prev.name), storage=storage)
+    top = ranked(study.get_trials(deepcopy=False), plan.metric, plan.direction)
+    return [(t.number, dict(t.params)) for t in top[:stage.promote]]
+
+
 def ensure_stage(storage: BaseStorage, plan: Plan, stage: StagePlan, parent: tracking.Run | None,
                  say: Say) -> tuple[Stage, tracking.Run | None]:
     """The stage's study, created once with its ranges and exactly `stage.trials` tickets."""
@@ -173,7 +186,7 @@ def ensure_stage(storage: BaseStorage, plan: Plan, stage: StagePlan, parent: tra
                           "stage.top_k": stage.top_k, "stage.seed": stage.seed,
                           **{f"range.{p}": v.show() for p, v in space.items()}})
             study.set_user_attr(RUN_ID, r.run_id)
-        add_tickets(study, stage.trials)
+        add_tickets(study, stage.trials, promoted(storage, plan, prev, stage) if prev else [])
 
     study, created = ensure_study(storage, stage_study(plan, stage.name), plan.direction, setup)
     if not created and study.user_attrs.get(A.STAGE, {}).get("trials") != stage.trials:

@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -308,7 +308,7 @@ class Stage:
     def requeue(self, t: FrozenTrial, reason: str) -> None:
         """A WAITING copy of `t` (same params) that the next free worker picks up."""
         history = [*t.system_attrs.get("retry_history", []), t.number]
-        user = {k: v for k, v in t.user_attrs.items() if k == A.TICKET}
+        user = {k: v for k, v in t.user_attrs.items() if k in (A.TICKET, A.PROMOTED_FROM)}
         self.study.add_trial(optuna.trial.create_trial(
             state=TrialState.WAITING, params=t.params, distributions=t.distributions,
             user_attrs={**user, A.RETRY_REASON: reason},
@@ -346,9 +346,16 @@ class Stage:
         return reaped
 
 
-def add_tickets(study: optuna.Study, n: int) -> None:
+def add_tickets(study: optuna.Study, n: int,
+                promoted: Sequence[tuple[int, dict[str, Any]]] = ()) -> None:
+    """Exactly n WAITING tickets; the first ones carry the parameters of `promoted`
+    (previous-stage trial number, params) and the rest are sampled when claimed."""
     for i in range(n):
-        study.enqueue_trial({}, user_attrs={A.TICKET: i})
+        if i < len(promoted):
+            number, params = promoted[i]
+            study.enqueue_trial(params, user_attrs={A.TICKET: i, A.PROMOTED_FROM: number})
+        else:
+            study.enqueue_trial({}, user_attrs={A.TICKET: i})
 
 
 @contextlib.contextmanager

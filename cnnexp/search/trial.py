@@ -142,7 +142,13 @@ def run_trial(ctx: TrialContext, trial_id: int) -> str:
     trial = optuna.trial.Trial(study, trial_id)
     params = suggest(trial, ctx.space)
     name = trial_name(ctx.stage.name, number, params)
-    recipe = trial_recipe(ctx.plan, params, ctx.stage.epochs, ctx.stage.subset)
+    source = frozen.user_attrs.get(A.PROMOTED_FROM)
+    if source is not None and ctx.plan.previous(ctx.stage.name) is not None:
+        # a promoted configuration: say which trial of the cheaper stage it re-trains
+        prev = ctx.plan.previous(ctx.stage.name)
+        name = name.replace(" ", f" (={prev.name}-{int(source):02d}) ", 1) if " " in name \
+            else f"{name} (={prev.name}-{int(source):02d})"
+    recipe = trial_recipe(ctx.plan, params, ctx.stage.epochs, ctx.stage.subset, one_view=True)
     tags = {T.STAGE: ctx.stage.name, T.TRIAL: number, T.STUDY: study.study_name}
     retry = frozen.system_attrs.get("failed_trial")
     if retry is not None:

@@ -43,6 +43,7 @@ STATE = "cnnexp.state"  # the Optuna trial state: complete | pruned | failed | i
 RETRY_OF = "cnnexp.retry_of"
 EDGE_WARNINGS = "cnnexp.edge_warnings"
 CONFIRM_VERDICT = "cnnexp.confirm"  # helps | within noise | hurts | n/a | diverged
+FIDELITY = "cnnexp.fidelity"  # carries | does not carry | within noise | too few (a stage run)
 
 # ablation
 ABLATION = "cnnexp.ablation"

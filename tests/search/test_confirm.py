@@ -25,7 +25,8 @@ def test_confirm_compares_best_and_recipe_over_seeds(cli, mlflow_client) -> None
     words = {"helps": "best beats the recipe by", "hurts": "the recipe beats the best trial",
              "within noise": "within noise: the recipe is as good",
              "diverged": "diverged"}[c["verdict"]]
-    assert words in out["headline"] and "over 2 seed(s)" in out["headline"]
+    assert words in out["headline"] and "over 2 paired seed(s)" in out["headline"]
+    assert c["test_kind"] == "paired t-test" and c["seeds_setting"] == 2
     exp = mlflow_client.get_experiment_by_name(out["study"])
     runs = mlflow_client.search_runs([exp.experiment_id], max_results=500)
     confirm = [r for r in runs if r.data.tags.get(T.KIND) == "confirm"]
@@ -75,3 +76,58 @@ def test_a_stage_at_chance_is_named_and_not_narrowed(cli) -> None:
     assert fine["ranges"] == coarse["ranges"]  # kept, not narrowed around an arbitrary winner
     assert fine["narrowing"]["opt.lr"]["how"] == "kept (no signal to narrow around)"
     assert coarse["edge_warnings"] == []
+
+
+def test_paired_test_matches_scipy_and_detectable_difference_formula() -> None:
+    import math
+
+    from scipy import stats
+
+    from cnnexp.noise import detectable, paired_p
+
+    a, b = [0.921, 0.918, 0.925, 0.919], [0.912, 0.910, 0.915, 0.913]
+    assert paired_p(a, b) == pytest.approx(stats.ttest_rel(a, b).pvalue, rel=1e-9)
+    diffs = [x - y for x, y in zip(a, b, strict=True)]
+    sd = stats.tstd(diffs)
+    expected = (stats.t.ppf(0.975, 3) + stats.t.ppf(0.8, 3)) * sd / 2
+    assert detectable(diffs) == pytest.approx(expected, rel=1e-9)
+    assert math.isnan(paired_p([0.9], [0.8])) and math.isnan(detectable([0.01]))
+    assert paired_p([0.5, 0.6], [0.5, 0.6]) == 1.0 and paired_p([0.6, 0.7], [0.5, 0.6]) == 0.0
+
+
+def test_a_consistent_gain_is_not_left_within_noise_for_lack_of_seeds() -> None:
+    """The Fashion-MNIST case from docs/fashion_mnist.md: +0.87 pp in both seeds read 'within
+    noise' under Welch's test (p = 0.13). Paired, with seeds added until decided, it is called."""
+    from cnnexp.noise import paired_p, welch_p
+    from cnnexp.search.confirm import stop_reason
+
+    best, recipe = [0.9213, 0.9201, 0.9209], [0.9142, 0.9098, 0.9125]
+    assert welch_p(best[:2], recipe[:2]) > 0.05  # the old reading
+    assert stop_reason(best[:2], recipe[:2], 0.05, cap=6) is None  # two seeds: add one
+    assert stop_reason(best, recipe, 0.05, cap=6) == "decided"
+    assert paired_p(best, recipe) < 0.05
+    # no difference at all, with a real spread: more seeds could not decide it
+    flat_a, flat_b = [0.912, 0.921, 0.905], [0.915, 0.917, 0.909]
+    assert stop_reason(flat_a, flat_b, 0.05, cap=6) == "futile"
+    assert stop_reason(flat_a[:2], flat_b[:2], 0.05, cap=2) == "cap"
+
+
+def test_confirm_seeds_auto_adds_seeds_until_decided(cli, mlflow_client) -> None:
+    res = cli("search", *TINY, "search.confirm.max_seeds=3", "--trials", "coarse=3,fine=2",
+              "--confirm-seeds", "auto", "--json")
+    assert res.exit_code == 0, res.stderr
+    out = res.json()
+    c = out["confirm"]
+    assert c["seeds_setting"] == "auto" and 2 <= c["seeds"] <= 3
+    assert c["stopped"] in ("decided", "cap", "futile")
+    assert c["stopped"] != "cap" or c["seeds"] == 3
+    assert len(c["best"]["values"]) == len(c["recipe"]["values"]) == c["seeds"]
+    if c["verdict"] == "within noise":
+        assert "could detect >= " in out["headline"]
+    exp = mlflow_client.get_experiment_by_name(out["study"])
+    runs = mlflow_client.search_runs([exp.experiment_id], max_results=500)
+    confirm = [r for r in runs if r.data.tags.get(T.KIND) == "confirm"]
+    assert len(confirm) == 2 * c["seeds"]
+    for bad in ("0", "sometimes", "101"):
+        r = cli("search", *TINY, "--confirm-seeds", bad, "--json")
+        assert r.exit_code == 2 and "--confirm-seeds must be" in r.stderr
