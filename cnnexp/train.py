@@ -125,8 +125,9 @@ def _fit_recorded(rec: Recording, recipe: Recipe, data: DataBundle, device: torc
                   resume: dict | None = None, model: torch.nn.Module | None = None,
                   test: bool = False) -> dict[str, Any]:
     result = fit(recipe, data=data, device=device, resume=resume, model=model,
-                 callbacks=[*rec.callbacks(), *_checkpointer(rec, recipe), *callbacks])
-    diag = diagnose_fit(result)
+                 callbacks=[*rec.callbacks(diagnose_fit), *_checkpointer(rec, recipe),
+                            *callbacks])
+    diag = rec.judged(result, diagnose_fit)
     tested = evaluate_test(result, data) if test and result.status != "diverged" else None
     if tested is not None:
         record_test(rec, tested, data.classes)

@@ -434,9 +434,10 @@ FAULTS = [
     "and builds a new store under a temporary name before renaming it, so a migration cut "
     "short (disk full, Ctrl-C) leaves nothing half-built.",
     "- **One process trains a run at a time (the lease).** `cnnexp train` and `train --resume` "
-    "hold a lease in the run's tag `cnnexp.lease` (host, pid, token, heartbeat every 20 s) "
-    "and delete it when they stop. A second `--resume` is refused while the holder lives; a "
-    "lease is taken over when its process is gone (same host) or its heartbeat is 90 s old. "
+    "hold a lease in the run's tag `cnnexp.lease` (host, pid, token, heartbeat every 20 s, "
+    "the process's start time, boot and pid namespace) and delete it when they stop. A second "
+    "`--resume` is refused while the holder lives; a lease is taken over when its process is "
+    "gone (same host: the pid dead, or reused by another process) or its heartbeat is 90 s old. "
     "A tag, not a lock file, because it works on every store (SQLite, a tracking server, "
     "remote artifacts) and shows in the UI who trains the run; MLflow has no compare-and-set, "
     "so taking a lease is write, wait 1 s, read back: of two processes that found the run "

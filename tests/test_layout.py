@@ -63,3 +63,17 @@ def test_module_level_imports_have_no_cycle() -> None:
     for m in sorted(graph):
         if m not in state:
             visit(m, [])
+
+
+def test_tracking_reaches_no_command_module() -> None:
+    """tracking records what its callers computed (the diagnosis is handed in as a judge):
+    not even a lazy import from it reaches up into the command modules."""
+    upper = ("cnnexp.diagnose", "cnnexp.search", "cnnexp.ablate", "cnnexp.report",
+             "cnnexp.sanity", "cnnexp.cli", "cnnexp.train", "cnnexp.final")
+    found = []
+    for path in (PACKAGE / "tracking").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            found += [f"{path.name}: {n}" for n in names if n.startswith(upper)]
+    assert found == []

@@ -127,7 +127,8 @@ def _train_seed(parent: Recording, arm: Arm, recipe: Recipe, seed_index: int, na
     with tracked(Kind.SEED, f"{arm.label} seed={recipe.train.seed}", parent=parent,
                  recipe=recipe, device=dev, tags=tags) as rec:
         result = fit(recipe, data=data.get(recipe), device=dev, callbacks=[
-            *rec.callbacks(), *prog.callbacks(f"{arm.label} · seed {seed_index + 1}")])
+            *rec.callbacks(diagnose_fit),
+            *prog.callbacks(f"{arm.label} · seed {seed_index + 1}")])
         last = result.final
         out = SeedResult(value=metric_value(result, metric),
                          train_acc=last.get("train_acc", math.nan),

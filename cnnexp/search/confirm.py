@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from cnnexp.data import DataBundle, build_data
+from cnnexp.diagnose.rules import diagnose_fit
 from cnnexp.engine import Callback, FitResult, fit
 from cnnexp.metrics import higher_is_better
 from cnnexp.noise import detectable, mean_std, paired_p, verdict
@@ -185,7 +186,7 @@ def _train(plan: Plan, arm: Arm, i: int, device: torch.device, parent: Run | Non
     with tracked(Kind.CONFIRM, label, enabled=parent is not None, parent=parent, recipe=recipe,
                  device=device, tags={T.ARM: arm.label, T.SEED: recipe.train.seed}) as rec:
         result = fit(recipe, data=cache[key], device=device,
-                     callbacks=[*rec.callbacks(), *callbacks(label)])
+                     callbacks=[*rec.callbacks(diagnose_fit), *callbacks(label)])
         value = objective(result.history, plan.metric, plan.direction, plan.summary)
         value = math.nan if value is None or result.status == "diverged" else value
         rec.log_metrics({"confirm_value": value} if math.isfinite(value) else {})

@@ -10,10 +10,8 @@ following Optuna's retry convention (system attrs `failed_trial` / `retry_histor
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 import signal
-import socket
 import threading
 import time
 import warnings
@@ -27,6 +25,7 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from cnnexp import liveness
 from cnnexp.errors import BadInput, CheckFailed, did_you_mean
 from cnnexp.redact import redact_url
 from cnnexp.search import attrs as A
@@ -34,7 +33,6 @@ from cnnexp.search.journal import backend, check_journal
 
 DEFAULT_STORAGE = "cnnexp-optuna.journal"
 MAX_RETRY = 3  # re-queues of a trial whose worker died (an interrupt is always re-queued)
-HOST = socket.gethostname()
 CONNECT_TIMEOUT = 10  # seconds: an unreachable database server is an error, not a hang
 
 
@@ -185,54 +183,13 @@ def _wait_ready(study: optuna.Study, timeout: float) -> bool:
 
 
 def worker_identity() -> dict[str, Any]:
-    return {"host": HOST, "pid": os.getpid(), "start": _proc_start(os.getpid()),
-            "boot": _read("/proc/sys/kernel/random/boot_id"), "pidns": _pid_namespace()}
-
-
-def _read(path: str) -> str | None:
-    try:
-        return Path(path).read_text().strip()
-    except OSError:
-        return None
-
-
-def _pid_namespace() -> str | None:
-    try:
-        return os.readlink("/proc/self/ns/pid")
-    except OSError:
-        return None
-
-
-def _proc_start(pid: int) -> str | None:
-    """Process start time (Linux), to tell a live worker from a reused pid."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rpartition(")")[2].split()
-    return fields[19] if len(fields) > 19 else None
+    return liveness.identity()
 
 
 def worker_alive(w: dict[str, Any]) -> bool:
-    """False only when we can tell the worker is gone: same host (and kernel boot and pid
-    namespace, so that machines sharing a host name, or containers, never judge each other's
-    pids), and the pid is dead, a zombie or a different process. Workers we cannot see are
-    judged by heartbeats instead."""
-    me = worker_identity()
-    if any(w[k] != me[k] for k in ("host", "boot", "pidns") if k in w):
-        return True
-    pid = int(w["pid"])
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(OSError):
-        if Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z":
-            return False
-    start = w.get("start")
-    return not (start and _proc_start(pid) not in (None, start))
+    """False only when we can tell the worker is gone (cnnexp.liveness); workers we cannot
+    see are judged by heartbeats instead."""
+    return liveness.alive(w)
 
 
 @dataclass

@@ -186,7 +186,7 @@ def run_trial(ctx: TrialContext, trial_id: int) -> str:
 def _train(ctx: TrialContext, trial: optuna.Trial, recipe: Recipe,
            rec: Recording) -> tuple[TrialState, float | None, str]:
     plan = ctx.plan
-    callbacks = [*rec.callbacks(), Reporter(trial, plan.metric), *ctx.callbacks]
+    callbacks = [*rec.callbacks(diagnose_fit), Reporter(trial, plan.metric), *ctx.callbacks]
     try:
         data: DataBundle = ctx.data(recipe)
         result = fit(recipe, data=data, device=ctx.device, callbacks=callbacks)
@@ -196,7 +196,7 @@ def _train(ctx: TrialContext, trial: optuna.Trial, recipe: Recipe,
         rec.log_text(traceback.format_exc(), "traceback.txt")
         return TrialState.FAIL, None, f"{type(exc).__name__}: {exc}"[:500]
     # the learning-curve verdict for the trial tables (the MLflow tag is the outcome logger's)
-    trial.set_user_attr(A.DIAGNOSIS, diagnose_fit(result).diagnosis)
+    trial.set_user_attr(A.DIAGNOSIS, rec.judged(result, diagnose_fit).diagnosis)
     # what the stage analysis needs: the evaluation set's size (noise) and the chance level
     trial.set_user_attr(A.EVAL_SIZE, data.n_val)
     trial.set_user_attr(A.CLASSES, data.num_classes)

@@ -2,9 +2,10 @@
 
 `cnnexp train` takes the lease of the run it creates and `cnnexp train --resume` must take the
 lease of the run it continues; a second process is refused (bad input) while the holder lives.
-The tag `cnnexp.lease` holds "HOST PID TOKEN TIME"; the holder rewrites it every
-HEARTBEAT_SECONDS and deletes it when it stops. A lease is stale, and may be taken, when its
-process is gone (same host) or its heartbeat is older than STALE_SECONDS (another host).
+The tag `cnnexp.lease` holds "HOST PID TOKEN TIME START BOOT PIDNS"; the holder rewrites it
+every HEARTBEAT_SECONDS and deletes it when it stops. A lease is stale, and may be taken, when
+its process is gone (cnnexp.liveness: same host, boot and pid namespace, and the pid dead or
+reused by another process) or its heartbeat is older than STALE_SECONDS (another host).
 
 Why a tag and not a lock file: the tag works for every store (SQLite, a tracking server, a
 database, remote artifacts), and it shows in the UI who is training the run. MLflow has no
@@ -14,8 +15,6 @@ that both found the run free, only the one whose write landed last reads its own
 
 from __future__ import annotations
 
-import os
-import socket
 import threading
 import time
 import uuid
@@ -23,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from cnnexp import liveness
 from cnnexp.errors import BadInput
 from cnnexp.tracking import tags as T
 from cnnexp.tracking.store import Run
@@ -38,40 +38,32 @@ class Holder:
     pid: int
     token: str
     beat: float  # time of the last heartbeat (seconds since the epoch)
+    start: str | None = None  # the process's start time, boot id and pid namespace
+    boot: str | None = None  # (cnnexp.liveness): a reused pid is not the holder
+    pidns: str | None = None
 
     def __str__(self) -> str:
-        return f"{self.host} {self.pid} {self.token} {self.beat:.0f}"
+        extra = [x or "-" for x in (self.start, self.boot, self.pidns)]
+        return " ".join([self.host, str(self.pid), self.token, f"{self.beat:.0f}", *extra])
 
     @classmethod
     def parse(cls, text: str | None) -> Holder | None:
+        """The tag's text; older leases carry only the first four fields."""
+        parts = (text or "").split()
+        if len(parts) not in (4, 7):
+            return None
         try:
-            host, pid, token, beat = (text or "").split()
-            return cls(host, int(pid), token, float(beat))
+            host, pid, token, beat = parts[0], int(parts[1]), parts[2], float(parts[3])
         except ValueError:
             return None
+        extra = [None if x == "-" else x for x in parts[4:]] or [None, None, None]
+        return cls(host, pid, token, beat, *extra)
 
     def alive(self, now: float | None = None) -> bool:
         if (now or time.time()) - self.beat > STALE_SECONDS:
             return False
-        return self.host != socket.gethostname() or pid_alive(self.pid)
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return _not_zombie(pid)
-
-
-def _not_zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
+        return liveness.alive({"host": self.host, "pid": self.pid, "start": self.start,
+                               "boot": self.boot, "pidns": self.pidns})
 
 
 def current(run: Run) -> Holder | None:
@@ -88,7 +80,9 @@ class Lease:
         self._thread: threading.Thread | None = None
 
     def mine(self) -> Holder:
-        return Holder(socket.gethostname(), os.getpid(), self.token, time.time())
+        me = liveness.identity()
+        return Holder(me["host"], me["pid"], self.token, time.time(), me["start"], me["boot"],
+                      me["pidns"])
 
     def _write(self) -> None:
         self.run.client.set_tag(self.run.run_id, T.LEASE, str(self.mine()))

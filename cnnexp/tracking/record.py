@@ -19,7 +19,7 @@ import hashlib
 import queue
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,9 @@ from cnnexp.engine.callbacks import Callback, FitState
 from cnnexp.tracking import store
 from cnnexp.tracking import tags as T
 from cnnexp.tracking.tags import Kind
+
+# a finished fit's verdict (the diagnosis; its `.diagnosis` label is the run's tag)
+Judge = Callable[["FitResult"], Any]
 
 if TYPE_CHECKING:
     from cnnexp.data.bundle import DataBundle
@@ -40,6 +43,7 @@ class Recording:
     def __init__(self, run: store.Run | None) -> None:
         self.run = run
         self.writer = MetricWriter(run) if run is not None else None
+        self._judged: tuple[Any, Any] | None = None  # (result, the judge's verdict on it)
 
     @property
     def active(self) -> bool:
@@ -53,11 +57,21 @@ class Recording:
     def experiment_id(self) -> str | None:
         return self.run.experiment_id if self.run else None
 
-    def callbacks(self) -> list[Callback]:
-        """Per-epoch metrics and the outcome of `fit`, for the engine's callback list."""
+    def callbacks(self, judge: Judge | None = None) -> list[Callback]:
+        """Per-epoch metrics and the outcome of `fit`, for the engine's callback list. `judge`
+        reads the finished fit (the caller's learning-curve diagnosis: tracking records it but
+        does not know how to make it); its verdict is tagged with the outcome and kept for
+        `judged`, so it is computed once."""
         if self.run is None or self.writer is None:
             return []
-        return [EpochLogger(self.writer), OutcomeLogger(self.run, self.writer)]
+        return [EpochLogger(self.writer), OutcomeLogger(self.run, self.writer, judge, self)]
+
+    def judged(self, result: FitResult, judge: Judge) -> Any:
+        """The judge's verdict on `result`: the one recorded with the outcome, else made now
+        (tracking off)."""
+        if self._judged is not None and self._judged[0] is result:
+            return self._judged[1]
+        return judge(result)
 
     def flush(self) -> None:
         """Wait until the epochs' metrics are in the store (raises the store's error if one
@@ -154,8 +168,9 @@ class OutcomeLogger(Callback):
     """The data's size at the start; how `fit` ended: summary metrics, status/reason/diagnosis
     tags, FAILED if diverged (after the epochs' metrics are written)."""
 
-    def __init__(self, run: store.Run, writer: MetricWriter | None = None) -> None:
-        self.run, self.writer = run, writer
+    def __init__(self, run: store.Run, writer: MetricWriter | None = None,
+                 judge: Judge | None = None, recording: Recording | None = None) -> None:
+        self.run, self.writer, self.judge, self.recording = run, writer, judge, recording
 
     def on_fit_start(self, state: FitState) -> None:
         # what a later reading of the curves needs: chance level (1/classes) and the noise of
@@ -164,16 +179,19 @@ class OutcomeLogger(Callback):
                               "val_images": state.data.n_val})
 
     def on_fit_end(self, state: FitState, result: FitResult) -> None:
-        from cnnexp.diagnose.rules import diagnose_fit
-
         if self.writer is not None:
             self.writer.flush()
+        tags = {T.STATUS: result.status, T.REASON: result.reason}
+        if self.judge is not None:
+            verdict = self.judge(result)
+            if self.recording is not None:
+                self.recording._judged = (result, verdict)
+            tags[T.DIAGNOSIS] = getattr(verdict, "diagnosis", verdict)
         self.run.log_batch(
             metrics={"best_val_acc": result.best_val_acc, "seconds": result.seconds,
                      "images_per_sec": result.images_per_sec, "params": result.params,
                      "best_epoch": result.best_epoch},
-            tags={T.STATUS: result.status, T.REASON: result.reason,
-                  T.DIAGNOSIS: diagnose_fit(result).diagnosis})
+            tags=tags)
         if result.status == "diverged":
             self.run.fail()
 

@@ -37,9 +37,20 @@ def test_tracked_run_carries_kind_recipe_device_and_outcome(workdir, mlflow_clie
                  device=torch.device("cpu")) as parent, \
             tracked(Kind.TRIAL, "child", parent=parent, recipe=recipe,
                     tags={T.STAGE: "coarse"}) as child:
-        fit(recipe, data=data, device="cpu", callbacks=child.callbacks())
+        from cnnexp.diagnose.rules import diagnose_fit
+
+        calls = []
+
+        def judge(result):
+            calls.append(result)
+            return diagnose_fit(result)
+
+        result = fit(recipe, data=data, device="cpu", callbacks=child.callbacks(judge))
+        # the verdict recorded with the outcome is the one the caller reads: made once
+        assert child.judged(result, judge).diagnosis and len(calls) == 1
     run = mlflow_client.get_run(child.run_id)
     tags = run.data.tags
+    assert tags[T.DIAGNOSIS] == child.judged(result, judge).diagnosis and len(calls) == 1
     assert tags[T.KIND] == "trial" and tags[T.PARENT] == parent.run_id
     assert tags[T.component("arch")] == "small_cnn" and tags[T.STAGE] == "coarse"
     assert tags[T.STATUS] == "completed" and tags[T.DIAGNOSIS]

@@ -241,3 +241,24 @@ def test_new_stores_are_copied_from_a_template_identical_to_a_migrated_one(
     copied.log_metric(run.info.run_id, "m", 1.0)
     assert MlflowClient(f"sqlite:///{tmp_path / 'copied' / 'mlflow.db'}").get_run(
         run.info.run_id).data.metrics == {"m": 1.0}
+
+
+def test_a_lease_whose_pid_was_reused_is_stale() -> None:
+    """One liveness rule for search workers and run leases: a live pid with another start
+    time is another process (pid reuse), so its lease may be taken."""
+    import dataclasses
+    import time
+
+    from cnnexp import liveness
+    from cnnexp.tracking.lease import Holder
+
+    me = liveness.identity()
+    mine = Holder(me["host"], me["pid"], "tok", float(round(time.time())), me["start"], me["boot"],
+                  me["pidns"])
+    assert mine.alive() and Holder.parse(str(mine)) == mine
+    assert not dataclasses.replace(mine, start="1").alive()  # same pid, another process
+    assert not dataclasses.replace(mine, beat=time.time() - 3600).alive()  # no heartbeat
+    assert dataclasses.replace(mine, host="elsewhere", start="1").alive()  # cannot tell
+    old = Holder.parse(f"{me['host']} {me['pid']} tok {time.time():.0f}")  # an older tag
+    assert old is not None and old.start is None and old.alive()
+    assert Holder.parse("garbage") is None and Holder.parse("h 12 t 1 2") is None
