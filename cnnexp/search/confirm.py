@@ -27,6 +27,7 @@ from cnnexp.engine import Callback, FitResult, fit
 from cnnexp.metrics import higher_is_better
 from cnnexp.noise import detectable, mean_std, paired_p, verdict
 from cnnexp.schema import Recipe
+from cnnexp.search import attrs as A
 from cnnexp.search.config import Plan, trial_recipe
 from cnnexp.search.trial import objective
 from cnnexp.tracking import Kind, Run, tracked
@@ -210,3 +211,35 @@ def _test_winner(arm: Arm, cache: dict[str, DataBundle]) -> dict[str, Any]:
             "test_split": tested[0].origin if tested else "",
             "test_acc_se": tested[0].se if len(tested) == 1 else math.nan,
             "weights": "each seed's best epoch by validation accuracy"}
+
+
+def confirm_once(storage: Any, plan: Plan, best: tuple, parent: Run | None,
+                 seeds: int | str, test: bool, device: str, say: Any,
+                 callbacks: Sequence[Callback]) -> dict[str, Any]:
+    """The confirming stage, once per study: a finished one (same best trial and seeds) is
+    reused from the study, unless the test split is asked for."""
+    import optuna
+
+    from cnnexp.engine.device import resolve_device
+
+    root = optuna.load_study(study_name=plan.study, storage=storage)
+    stage, trial = best
+    key = {"stage": stage.plan.name, "trial": trial.number, "seeds": seeds,
+           "epochs": plan.confirm.epochs, "test": "paired",
+           **({"max_seeds": plan.confirm.max_seeds} if seeds == "auto" else {})}
+    done = root.user_attrs.get(A.CONFIRM)
+    if done and done.get("key") == key and not test:
+        say(f"confirm: reusing the finished confirming stage ({done['result']['headline']})")
+        return done["result"]
+    say(f"confirm: retraining the best configuration ({stage.plan.name}-{trial.number:02d}) "
+        "and the recipe on the same " + (f"seeds until the verdict is decided (at most "
+                                         f"{plan.confirm.max_seeds})" if seeds == "auto"
+                                         else f"{seeds} seed(s)"))
+    result = run_confirm(plan, dict(trial.params), device=resolve_device(device), seeds=seeds,
+                         parent=parent, test=test, callbacks=lambda label: callbacks,
+                         say=say)
+    from cnnexp.console import to_jsonable
+
+    root.set_user_attr(A.CONFIRM, to_jsonable({"key": key, "result": {
+        k: v for k, v in result.items() if k != "test"}}))
+    return result

@@ -3,14 +3,10 @@ process, or N spawned ones), then report: tables, CSV, plots, best recipe, JSON.
 
 from __future__ import annotations
 
-import contextlib
-import math
 import os
 import re
-import signal
-import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,22 +16,21 @@ from cnnexp.engine import Callback
 from cnnexp.errors import BadInput, CheckFailed
 from cnnexp.files import replaced
 from cnnexp.redact import redact_url
-from cnnexp.search import attrs as A
 from cnnexp.search.config import Plan, build_plan
+from cnnexp.search.confirm import confirm_once
+from cnnexp.search.logged import log_search, mark_interrupted
 from cnnexp.search.monitor import Monitor
+from cnnexp.search.processes import run_processes, sigterm_as_interrupt
 from cnnexp.search.results import (
-    StageResult,
     best_of,
     collect,
-    parent_markdown,
     rows,
-    stage_markdown,
     write_best_recipe,
 )
-from cnnexp.search.stages import ensure_root, narrowing_text
+from cnnexp.search.stages import ensure_root
 from cnnexp.search.storage import DEFAULT_STORAGE, counts, open_storage, require_study
-from cnnexp.search.worker import Worker, WorkerArgs, worker_main
-from cnnexp.tracking import tags as T
+from cnnexp.search.summary import result_json
+from cnnexp.search.worker import Worker, WorkerArgs
 
 
 @dataclass
@@ -139,25 +134,25 @@ def run_search(ref: str | None, overrides: Sequence[str], opts: SearchOptions, *
     monitor.refresh()
     start = time.perf_counter()
     try:
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             if opts.workers == 1:
                 args = WorkerArgs(plan, 0, devices[0], None, opts.heartbeat, opts.track)
                 Worker(args, storage, callbacks, on_trial=monitor.refresh,
                        say=monitor.say).run()
             else:
-                _run_processes(plan, opts, devices, monitor)
+                run_processes(plan, opts, devices, monitor)
     except KeyboardInterrupt:
         monitor.close()
-        _mark_interrupted(storage, plan, parent)
+        mark_interrupted(storage, plan, parent)
         raise
     monitor.refresh()
     monitor.close()
     try:
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             return finish(storage, plan, parent, opts, time.perf_counter() - start, devices[0],
                           say=monitor.say, callbacks=callbacks)
     except KeyboardInterrupt:
-        _mark_interrupted(storage, plan, parent)
+        mark_interrupted(storage, plan, parent)
         raise
 
 
@@ -165,73 +160,6 @@ def _stderr() -> Any:
     from rich.console import Console
 
     return Console(stderr=True)
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """`kill PID` stops a search as cleanly as Ctrl-C does."""
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        old = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
-
-
-def _run_processes(plan: Plan, opts: SearchOptions, devices: list[str], monitor: Monitor) -> None:
-    import multiprocessing as mp
-
-    from cnnexp.engine.device import resolve_device
-
-    on_cpu = [resolve_device(devices[i % len(devices)]).type == "cpu" for i in range(opts.workers)]
-    threads = max(1, (os.cpu_count() or 1) // max(1, sum(on_cpu)))
-    ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=worker_main, name=f"cnnexp-search-{i}", args=(WorkerArgs(
-        plan, i, devices[i % len(devices)], threads if on_cpu[i] else None, opts.heartbeat,
-        opts.track),)) for i in range(opts.workers)]
-    old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # children start ignoring Ctrl-C
-    try:
-        for p in procs:
-            p.start()
-    finally:
-        signal.signal(signal.SIGINT, old)
-    try:
-        while any(p.is_alive() for p in procs):
-            for p in procs:
-                p.join(timeout=0.25)
-            monitor.refresh()
-    except KeyboardInterrupt:
-        for p in procs:  # workers mark and re-queue their running trial on SIGTERM
-            if p.is_alive():
-                p.terminate()
-        for p in procs:
-            p.join(timeout=60)
-            if p.is_alive():
-                p.kill()
-        raise
-    bad = [f"worker {i} exit {p.exitcode}" for i, p in enumerate(procs) if p.exitcode]
-    if bad:
-        monitor.say("[yellow]warning:[/] " + ", ".join(bad))
-
-
-def _mark_interrupted(storage: Any, plan: Plan, parent: tracking.Run | None) -> None:
-    import optuna
-
-    if parent is None:
-        return
-    for sp in plan.stages:
-        with contextlib.suppress(KeyError):
-            study = optuna.load_study(study_name=f"{plan.study}/{sp.name}", storage=storage)
-            tracking.end_if_running(study.user_attrs.get(A.RUN_ID), "KILLED")
-    parent.describe(f"Search `{plan.study}` interrupted; continue with "
-                    f"`cnnexp search ... --study {plan.study} --resume`")
-    tracking.end_run(parent, "KILLED")
 
 
 def finish(storage: Any, plan: Plan, parent: tracking.Run | None, opts: SearchOptions,
@@ -254,137 +182,12 @@ def finish(storage: Any, plan: Plan, parent: tracking.Run | None, opts: SearchOp
         pd.DataFrame(rows(results)).to_csv(tmp, index=False)
     best = best_of(results)
     best_path = write_best_recipe(plan, best[0], best[1], out / "best.yaml") if best else None
-    confirmed = _confirm(storage, plan, best, parent, opts, device, say, callbacks) \
+    confirmed = confirm_once(storage, plan, best, parent, opts.confirm_seeds or
+                             plan.confirm.seeds, opts.test, device, say, callbacks) \
         if best and opts.confirm else None
-    result = _json(plan, results, best, best_path, csv_path, seconds, confirmed)
+    result = result_json(plan, results, best, best_path, csv_path, seconds, confirmed)
     if parent is not None:
-        _log_to_mlflow(plan, results, best, parent, out, seconds, result)
+        log_search(plan, results, best, parent, out, seconds, result)
     return result  # best is None when no trial completed: the command exits 1
 
 
-def _confirm(storage: Any, plan: Plan, best: tuple, parent: tracking.Run | None,
-             opts: SearchOptions, device: str, say: Any,
-             callbacks: Sequence[Callback]) -> dict[str, Any]:
-    """The confirming stage, once per study: a finished one (same best trial and seeds) is
-    reused from the study, unless the test split is asked for."""
-    import optuna
-
-    from cnnexp.engine.device import resolve_device
-    from cnnexp.search.confirm import run_confirm
-
-    root = optuna.load_study(study_name=plan.study, storage=storage)
-    seeds = opts.confirm_seeds or plan.confirm.seeds
-    stage, trial = best
-    key = {"stage": stage.plan.name, "trial": trial.number, "seeds": seeds,
-           "epochs": plan.confirm.epochs, "test": "paired",
-           **({"max_seeds": plan.confirm.max_seeds} if seeds == "auto" else {})}
-    done = root.user_attrs.get(A.CONFIRM)
-    if done and done.get("key") == key and not opts.test:
-        say(f"confirm: reusing the finished confirming stage ({done['result']['headline']})")
-        return done["result"]
-    say(f"confirm: retraining the best configuration ({stage.plan.name}-{trial.number:02d}) "
-        "and the recipe on the same " + (f"seeds until the verdict is decided (at most "
-                                         f"{plan.confirm.max_seeds})" if seeds == "auto"
-                                         else f"{seeds} seed(s)"))
-    result = run_confirm(plan, dict(trial.params), device=resolve_device(device), seeds=seeds,
-                         parent=parent, test=opts.test, callbacks=lambda label: callbacks,
-                         say=say)
-    from cnnexp.console import to_jsonable
-
-    root.set_user_attr(A.CONFIRM, to_jsonable({"key": key, "result": {
-        k: v for k, v in result.items() if k != "test"}}))
-    return result
-
-
-def _json(plan: Plan, results: list[StageResult], best: tuple | None, best_path: Path | None,
-          csv_path: Path, seconds: float, confirmed: dict[str, Any] | None = None
-          ) -> dict[str, Any]:
-    stages = []
-    for r in results:
-        s = r.summary()
-        s["top"] = [{"trial": t.number, "name": t.user_attrs.get(A.NAME, ""),
-                     "value": t.value, "params": dict(t.params),
-                     "diagnosis": t.user_attrs.get(A.DIAGNOSIS)} for t in r.top[:5]]
-        stages.append(s)
-    best_obj = None
-    if best:
-        r, t = best
-        best_obj = {"stage": r.plan.name, "trial": t.number, "value": t.value,
-                    "noise": r.signal.best_text(), "within_noise": len(r.signal.within),
-                    "params": dict(t.params), "epochs": r.plan.epochs,
-                    "subset": r.plan.subset, "mlflow_run_id": t.user_attrs.get(A.RUN_ID),
-                    "diagnosis": t.user_attrs.get(A.DIAGNOSIS)}
-    return {"study": plan.study, "storage": redact_url(plan.storage), "metric": plan.metric,
-            "direction": plan.direction, "headline": headline_of(best, confirmed),
-            "stages": stages, "best": best_obj, "confirm": confirmed,
-            "best_recipe_path": str(best_path) if best_path else None,
-            "csv_path": str(csv_path), "seconds": round(seconds, 2)}
-
-
-def headline_of(best: tuple | None, confirmed: dict[str, Any] | None) -> str:
-    """The conclusion, in one line: the confirming stage's verdict, else what the search
-    alone can say (one seed per trial: not a comparison with the recipe)."""
-    if confirmed is not None:
-        return confirmed["headline"]
-    if best is None:
-        return "no trial completed"
-    r, t = best
-    return (f"best trial {r.plan.name}-{t.number:02d}: {r.signal.best_text()}, one seed, "
-            "not compared with the recipe (run without --no-confirm to confirm it)")
-
-
-def _log_to_mlflow(plan: Plan, results: list[StageResult], best: tuple | None,
-                   parent: tracking.Run, out: Path, seconds: float,
-                   result: dict[str, Any]) -> None:
-    from cnnexp.search.plots import figures
-
-    for r in results:
-        stage_run = tracking.attach(r.study.user_attrs.get(A.RUN_ID), parent.client)
-        if stage_run is None:
-            continue
-        s = r.summary()
-        stage_run.describe(stage_markdown(r, plan.metric, narrowing_text(r.study.user_attrs)))
-        fid = r.fidelity
-        stage_run.log_metrics({k: s[k] for k in ("complete", "pruned", "failed")} |
-                              ({"best_value": s["best_value"]} if s["best_value"] is not None
-                               else {}) |
-                              ({"fidelity_rho": fid.rho} if fid and math.isfinite(fid.rho)
-                               else {}))
-        if fid:
-            stage_run.set_tags({T.FIDELITY: fid.verdict})
-        if tracking.run_status(stage_run) != "FINISHED":
-            tracking.end_run(stage_run, "FINISHED")
-    for name, fig in figures(results, plan.metric, plan.direction).items():
-        with replaced(out / name) as tmp:
-            fig.savefig(tmp, dpi=110)  # rendered once, logged as the file
-        parent.log_artifact(str(out / name), "plots")
-    import matplotlib.pyplot as plt
-
-    plt.close("all")  # Optuna's plots live in pyplot's registry until closed
-    parent.log_artifact(str(out / "trials.csv"))
-    if result["best_recipe_path"]:
-        parent.log_artifact(result["best_recipe_path"])
-        parent.log_metrics({"best_value": result["best"]["value"]})
-    confirmed = result.get("confirm")
-    if confirmed:
-        parent.log_metrics({k: v for k, v in {
-            "confirm_best_mean": confirmed["best"]["mean"],
-            "confirm_recipe_mean": confirmed["recipe"]["mean"],
-            "confirm_delta": confirmed["delta"], "confirm_p": confirmed["p_value"],
-            "confirm_detectable": confirmed.get("detectable", math.nan),
-            "confirm_seeds": float(confirmed["seeds"]),
-            **({"test_acc_mean": confirmed["test"]["test_acc_mean"]}
-               if confirmed.get("test") else {})}.items()
-            if isinstance(v, float) and math.isfinite(v)})
-        parent.set_tags({T.CONFIRM_VERDICT: confirmed["verdict"]})
-    with tempfile.TemporaryDirectory() as tmp:
-        import json
-
-        path = Path(tmp) / "search.json"
-        path.write_text(json.dumps(result, indent=1, default=str))
-        parent.log_artifact(str(path))
-    parent.describe(f"**{result['headline']}**\n\n" +
-                    parent_markdown(plan, results, best, seconds))
-    parent.set_tags({T.EDGE_WARNINGS: sum(len(s["edge_warnings"])
-                                                 for s in result["stages"])})
-    tracking.end_run(parent, "FINISHED")

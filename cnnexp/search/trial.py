@@ -53,15 +53,20 @@ def suggest(trial: optuna.Trial, space: Space) -> dict[str, Any]:
 
 
 def make_sampler(stage: StagePlan, number: int, worker: int) -> optuna.samplers.BaseSampler:
-    """`random` is seeded per trial number, so a trial's parameters do not depend on which worker
-    ran it; `qmc` shares one scrambled sequence across workers; `tpe` is seeded per worker."""
+    """A sampler for one trial. `random` and `tpe` are seeded per trial number, so a trial's
+    parameters do not depend on which worker ran it (TPE reads every finished trial from the
+    storage; its random number generator is all it keeps). One seed per worker would repeat
+    the same draw in every trial, since the sampler is made afresh for each: TPE's ten random
+    start-up trials were one configuration ten times. `qmc` shares one scrambled sequence
+    across workers (its position comes from the study)."""
     if stage.sampler == "qmc":
         return optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True,
                                           seed=stage.seed % 2**32,
                                           warn_independent_sampling=False)
+    seed = (stage.seed * 1_000_003 + number) % 2**32
     if stage.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=(stage.seed * 1009 + worker) % 2**32)
-    return optuna.samplers.RandomSampler(seed=(stage.seed * 1_000_003 + number) % 2**32)
+        return optuna.samplers.TPESampler(seed=seed)
+    return optuna.samplers.RandomSampler(seed=seed)
 
 
 def make_pruner(stage: StagePlan) -> optuna.pruners.BasePruner:

@@ -72,7 +72,7 @@ BAD = [
     (["--trials", "100000000000"], "positive whole number up to 10000"),
     (["--trials", "coarse=²,fine=1"], "positive whole number"),
     (["--workers", "100000"], "--workers must be at most 256"),
-    (["--confirm-seeds", "0"], "--confirm-seeds must be from 1 to 100"),
+    (["--confirm-seeds", "0"], "--confirm-seeds must be a whole number from 1 to 100 or 'auto'"),
     (["--no-confirm", "--test"], "needs the confirming stage"),
     (["search.seed=99999999999"], "invalid value for 'seed'"),
     (["--out", "/dev/null/x"], "/dev/null is a file, not a folder"),
@@ -123,3 +123,17 @@ def test_largest_seed_works_with_every_sampler(cli, workdir: Path) -> None:
                   "--json", "--study", f"seed-{sampler}")
         assert res.exit_code == 0, res.stderr
         assert res.json()["stages"][0]["complete"] == 1
+
+
+def test_tpe_start_up_trials_draw_different_configurations(cli, workdir: Path) -> None:
+    """The sampler is made afresh for each trial: seeded per worker, TPE's random start-up
+    trials all drew the same configuration."""
+    res = cli("search", "data.subset=60", "search.stages.coarse.sampler=tpe",
+              "search.stages.coarse.epochs=1", "--stages", "coarse", "--trials", "4",
+              "--no-confirm", "--no-track", "--json", "--study", "tpe-draws")
+    assert res.exit_code == 0, res.stderr
+    import csv
+
+    with open(res.json()["csv_path"], newline="") as fh:
+        lrs = {row["params.opt.lr"] for row in csv.DictReader(fh)}
+    assert len(lrs) == 4
