@@ -147,3 +147,23 @@ def test_search_efficiency_counts_compute_to_reach() -> None:
     staged.trials.append(Trial("full-budget check", 0, "complete", 0.85, 3, 1.0, 4.0))
     assert staged.reach(0.85, full_pool_only=True) == (pytest.approx(5.8), 11.0)
     assert staged.reach(0.86, full_pool_only=True) == (math.inf, math.inf)
+
+
+def test_search_vs_peers_counts_only_full_budget_values_within_the_budget() -> None:
+    from benchmarks.search_efficiency import Search, Trial
+    from benchmarks.search_vs_peers import arms, full_budget, reach
+
+    staged = Search([Trial("coarse", 0, "complete", 0.90, 1, 0.5, 1.0),  # cheap: no value
+                     Trial("fine", 0, "complete", 0.80, 3, 1.0, 3.0),
+                     Trial("fine", 1, "pruned", None, 1, 1.0, 1.0),
+                     Trial("fine", 2, "complete", 0.84, 3, 1.0, 3.0),
+                     Trial("fine", 3, "complete", 0.88, 3, 1.0, 3.0)], wall=11.0, eval_size=3000)
+    curve = full_budget(staged, budget=8.0)  # the last trial would end past the budget
+    assert [round(c, 2) for c, _, _ in curve] == [0.5, 3.5, 4.5, 7.5]
+    assert [b for _, _, b in curve] == [-math.inf, 0.80, 0.80, 0.84]
+    assert reach(curve, 0.82) == pytest.approx(7.5) and reach(curve, 0.85) == math.inf
+    # equal compute by construction: the staged search's fine stage fills what coarse leaves
+    plan = arms({"pool": 4000, "val_fraction": 0.05, "n": 12, "epochs": 3, "coarse": 12}, 0)
+    assert plan["staged"][2] == "coarse=12,fine=10" and plan["random"][2] == "fine=12"
+    assert "search.stages.fine.sampler=tpe" in plan["tpe_hyperband"][0]
+    assert "search.stages.fine.pruner=hyperband" in plan["tpe_hyperband"][0]
