@@ -50,6 +50,11 @@ def search(args: Args = None,
            test: Annotated[bool, typer.Option(
                "--test", help="Then evaluate the confirmed winner once on the held-out test "
                               "split (the final figure).")] = False,
+           budget: Annotated[str | None, typer.Option(
+               "--budget", help="Wall-clock budget, e.g. 30m, 1.5h: trials per stage and "
+                                "confirm seeds are planned from a short measurement on this "
+                                "machine, printed first, and kept to (default: the recipe's "
+                                "search.budget; none: the recipe's trial counts).")] = None,
            json: Json = False, quiet: Quiet = False) -> None:
     """Coarse -> fine random search in log space (Optuna), tracked in MLflow.
 
@@ -70,6 +75,8 @@ def search(args: Args = None,
         cnnexp search fashion_mnist --test             # confirm, then the final test figure
 
         cnnexp search fashion_mnist --confirm-seeds auto   # seeds until the verdict is decided
+
+        cnnexp search fashion_mnist --budget 40m       # trials and seeds planned to fit 40 min
     """
     from cnnexp.errors import CheckFailed
     from cnnexp.search import render
@@ -79,7 +86,7 @@ def search(args: Args = None,
     opts = SearchOptions(stages=stages, trials=trials, study=study, storage=storage,
                          workers=workers, devices=devices, resume=resume,
                          heartbeat=heartbeat, out=out, track=track, confirm=confirm,
-                         confirm_seeds=confirm_seeds, test=test)
+                         confirm_seeds=confirm_seeds, test=test, budget=budget)
     quiet_libraries()
     result = run_search(ref, overrides, opts, console=err, lines=not json and not quiet,
                         bar=show_progress(json, quiet))

@@ -68,6 +68,7 @@ class SearchCfg(Strict):
     space: dict[str, Any]
     stages: dict[str, StageCfg]
     confirm: ConfirmCfg = Field(default_factory=ConfirmCfg)
+    budget: str | None = None  # wall-clock budget (`30m`): plan the search to fit it
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,9 @@ class Plan:
     confirm: ConfirmCfg = field(default_factory=ConfirmCfg)
     study: str = ""
     storage: str = ""
+    budget: str | None = None  # the recipe's search.budget (--budget overrides it)
+    # with a budget: {"deadline": time.time() to end by, "trial_seconds": {stage: s}}
+    deadline: dict[str, Any] | None = None
 
     def stage(self, name: str) -> StagePlan:
         return next(s for s in self.stages if s.name == name)
@@ -316,7 +320,7 @@ def build_plan(ref: str | None, overrides: list[str], *, stages: str | None = No
     bounds = {p: schema_bound(p) for p, v in space.items() if isinstance(v, Range)}
     fp = fingerprint(recipe, cfg, space, direction)
     return Plan(ref, list(overrides), recipe.name, cfg.metric, direction, cfg.summary, cfg.edge,
-                cfg.extend, space, plans, fp, bounds, cfg.confirm)
+                cfg.extend, space, plans, fp, bounds, cfg.confirm, budget=cfg.budget)
 
 
 def _promote(st: StageCfg, index: int, trials: int) -> int:

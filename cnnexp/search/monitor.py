@@ -75,7 +75,8 @@ class Monitor:
             return
         if stage not in self.tasks:
             self.tasks[stage] = self.progress.add_task(stage, total=c.requested, info="")
-        info = f"{c.complete} ok {c.pruned} pruned {c.failed} failed"
+        info = f"{c.complete} ok {c.pruned} pruned {c.failed} failed" + \
+            (f" {c.skipped} skipped (budget)" if c.skipped else "")
         self.progress.update(self.tasks[stage], completed=c.finished, total=c.requested, info=info)
 
     def close(self) -> None:

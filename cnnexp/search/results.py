@@ -93,7 +93,7 @@ class StageResult:
         c = counts(self.study.get_trials(deepcopy=False))
         best = self.best
         return {"name": self.plan.name, "trials": c.finished, "complete": c.complete,
-                "pruned": c.pruned, "failed": c.failed,
+                "pruned": c.pruned, "failed": c.failed, "skipped": c.skipped,
                 "best_value": best.value if best else None,
                 "best_params": dict(best.params) if best else {},
                 "best_trial": best.number if best else None,
@@ -111,7 +111,10 @@ class StageResult:
 def collect(storage: BaseStorage, plan: Plan) -> list[StageResult]:
     out: list[StageResult] = []
     for sp in plan.stages:
-        study = optuna.load_study(study_name=stage_study(plan, sp.name), storage=storage)
+        try:
+            study = optuna.load_study(study_name=stage_study(plan, sp.name), storage=storage)
+        except KeyError:  # never started: the --budget deadline came first
+            continue
         trials = study.get_trials(deepcopy=False)
         gone = superseded(trials)
         counted = [t for t in trials if t.number not in gone]

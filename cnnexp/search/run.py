@@ -48,6 +48,7 @@ class SearchOptions:
     confirm: bool = True  # the confirming stage after the last one (see search/confirm.py)
     confirm_seeds: int | str | None = None  # N or "auto"; default: search.confirm.seeds
     test: bool = False  # evaluate the confirmed winner on the held-out test split
+    budget: str | None = None  # wall-clock budget (`30m`); default: the recipe's search.budget
 
 
 MAX_WORKERS = 256  # worker processes on one host: more is a typo
@@ -119,8 +120,11 @@ def run_search(ref: str | None, overrides: Sequence[str], opts: SearchOptions, *
     callbacks for every trial (in-process workers only)."""
     from cnnexp.recipe import load_recipe, to_yaml
 
+    began = time.time()
     plan, devices = prepare(ref, overrides, opts)
     console = console or _stderr()
+    budget = plan_budget(ref, overrides, plan, opts, devices[0], began, console) \
+        if (opts.budget or plan.budget) else None
     storage = open_storage(plan.storage, opts.heartbeat,
                            say=lambda text: console.print(text, soft_wrap=True))
     if opts.workers > 1 and plan.storage.startswith("sqlite"):
@@ -149,17 +153,75 @@ def run_search(ref: str | None, overrides: Sequence[str], opts: SearchOptions, *
     monitor.close()
     try:
         with sigterm_as_interrupt():
-            return finish(storage, plan, parent, opts, time.perf_counter() - start, devices[0],
-                          say=monitor.say, callbacks=callbacks)
+            result = finish(storage, plan, parent, opts, time.perf_counter() - start,
+                            devices[0], say=monitor.say, callbacks=callbacks)
     except KeyboardInterrupt:
         mark_interrupted(storage, plan, parent)
         raise
+    if budget is not None:
+        used = time.time() - began
+        result["budget"] = {**budget.to_dict(), "used_seconds": round(used, 1),
+                            "within": used <= budget.budget}
+        say = f"budget: {used / 60:.1f} of {budget.budget / 60:.1f} min used"
+        console.print(say if used <= budget.budget else f"[yellow]{say}[/]", highlight=False)
+    return result
+
+
+def plan_budget(ref: str | None, overrides: Sequence[str], plan: Plan, opts: SearchOptions,
+                device: str, began: float, console: Any) -> Any:
+    """Measure this machine, fit the trial counts and confirm seeds to the budget, print the
+    plan, and give the workers the deadline."""
+    from cnnexp.engine.device import resolve_device
+    from cnnexp.recipe import load_recipe
+    from cnnexp.search import budget as B
+
+    seconds = B.parse_budget(opts.budget or plan.budget or "")
+    recipe = load_recipe(ref, list(overrides))
+    rates = B.measure(recipe, resolve_device(device))
+    seeds = opts.confirm_seeds or plan.confirm.seeds
+    bp = B.make_plan(plan, seconds, rates, opts.confirm,
+                     plan.confirm.epochs or recipe.train.epochs,
+                     plan.confirm.max_seeds if seeds == "auto" else int(seeds))
+    B.apply(plan, bp)
+    bp.deadline = began + seconds
+    plan.deadline = {"deadline": bp.deadline,
+                     "trial_seconds": {s.name: s.trial_seconds for s in bp.stages},
+                     "confirm_seeds": bp.confirm_seeds,
+                     "confirm_run_seconds": bp.confirm_run_seconds}
+    for line in bp.lines():
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
+    return bp
 
 
 def _stderr() -> Any:
     from rich.console import Console
 
     return Console(stderr=True)
+
+
+def confirm_seeds(plan: Plan, opts: SearchOptions) -> tuple[int | str, str]:
+    """The confirming stage's seeds, and why it is skipped ('' when it runs): with a budget,
+    the planned seeds, if they still fit in the time left."""
+    seeds = opts.confirm_seeds or plan.confirm.seeds
+    budget = plan.deadline
+    if not budget:
+        return seeds, ""
+    planned = budget["confirm_seeds"]
+    if not planned:
+        return 0, "the confirming stage did not fit the budget"
+    if seeds == "auto":  # seeds until decided, at most as many as the budget planned
+        from cnnexp.search.confirm import AUTO_START
+
+        plan.confirm = plan.confirm.model_copy(update={"max_seeds": max(planned, AUTO_START)})
+        first = AUTO_START
+    else:
+        seeds = first = planned
+    need = 2 * first * budget["confirm_run_seconds"]
+    left = budget["deadline"] - time.time()
+    if left < need:
+        return 0, (f"the confirming stage needs ~{need / 60:.1f} min and {max(left, 0) / 60:.1f}"
+                   " min of the budget are left: skipped")
+    return seeds, ""
 
 
 def finish(storage: Any, plan: Plan, parent: tracking.Run | None, opts: SearchOptions,
@@ -182,10 +244,13 @@ def finish(storage: Any, plan: Plan, parent: tracking.Run | None, opts: SearchOp
         pd.DataFrame(rows(results)).to_csv(tmp, index=False)
     best = best_of(results)
     best_path = write_best_recipe(plan, best[0], best[1], out / "best.yaml") if best else None
-    confirmed = confirm_once(storage, plan, best, parent, opts.confirm_seeds or
-                             plan.confirm.seeds, opts.test, device, say, callbacks) \
-        if best and opts.confirm else None
-    result = result_json(plan, results, best, best_path, csv_path, seconds, confirmed)
+    seeds, skipped = confirm_seeds(plan, opts)
+    if skipped and best and opts.confirm:
+        say(f"budget: {skipped}")
+    confirmed = confirm_once(storage, plan, best, parent, seeds, opts.test, device, say,
+                             callbacks) if best and opts.confirm and not skipped else None
+    result = result_json(plan, results, best, best_path, csv_path, seconds, confirmed,
+                         skipped)
     if parent is not None:
         log_search(plan, results, best, parent, out, seconds, result)
     return result  # best is None when no trial completed: the command exits 1

@@ -201,6 +201,7 @@ class Counts:
     pruned: int = 0
     failed: int = 0
     retried: int = 0  # failed trials that were re-queued (not counted as failed)
+    skipped: int = 0  # tickets never started: the --budget deadline came first
 
     @property
     def finished(self) -> int:
@@ -231,9 +232,15 @@ def counts(trials: list[FrozenTrial]) -> Counts:
             c.complete += 1
         elif t.state == TrialState.PRUNED:
             c.pruned += 1
+        elif t.state == TrialState.FAIL and str(t.user_attrs.get(A.REASON, "")).startswith(
+                BUDGET_REASON):
+            c.skipped += 1
         elif t.state == TrialState.FAIL:
             c.failed += 1
     return c
+
+
+BUDGET_REASON = "budget"  # a ticket the --budget deadline left unstarted
 
 
 class Stage:
@@ -261,6 +268,16 @@ class Stage:
             except optuna.exceptions.UpdateFinishedTrialError:
                 continue
         return None
+
+    def skip_waiting(self, why: str) -> int:
+        """End every ticket nobody has started (the deadline came first): failed with reason
+        `budget: ...`, not re-queued, counted as skipped. Returns how many."""
+        n = 0
+        while (trial_id := self.claim()) is not None:
+            if self.fail(self.storage.get_trial(trial_id), f"{BUDGET_REASON}: {why}",
+                         retry=False):
+                n += 1
+        return n
 
     def requeue(self, t: FrozenTrial, reason: str) -> None:
         """A WAITING copy of `t` (same params) that the next free worker picks up."""

@@ -14,8 +14,8 @@ from cnnexp.search.results import StageResult
 
 
 def result_json(plan: Plan, results: list[StageResult], best: tuple | None, best_path: Path | None,
-          csv_path: Path, seconds: float, confirmed: dict[str, Any] | None = None
-          ) -> dict[str, Any]:
+          csv_path: Path, seconds: float, confirmed: dict[str, Any] | None = None,
+          skipped: str = "") -> dict[str, Any]:
     stages = []
     for r in results:
         s = r.summary()
@@ -32,13 +32,14 @@ def result_json(plan: Plan, results: list[StageResult], best: tuple | None, best
                     "subset": r.plan.subset, "mlflow_run_id": t.user_attrs.get(A.RUN_ID),
                     "diagnosis": t.user_attrs.get(A.DIAGNOSIS)}
     return {"study": plan.study, "storage": redact_url(plan.storage), "metric": plan.metric,
-            "direction": plan.direction, "headline": headline_of(best, confirmed),
+            "direction": plan.direction, "headline": headline_of(best, confirmed, skipped),
             "stages": stages, "best": best_obj, "confirm": confirmed,
             "best_recipe_path": str(best_path) if best_path else None,
             "csv_path": str(csv_path), "seconds": round(seconds, 2)}
 
 
-def headline_of(best: tuple | None, confirmed: dict[str, Any] | None) -> str:
+def headline_of(best: tuple | None, confirmed: dict[str, Any] | None,
+                skipped: str = "") -> str:
     """The conclusion, in one line: the confirming stage's verdict, else what the search
     alone can say (one seed per trial: not a comparison with the recipe)."""
     if confirmed is not None:
@@ -46,7 +47,9 @@ def headline_of(best: tuple | None, confirmed: dict[str, Any] | None) -> str:
     if best is None:
         return "no trial completed"
     r, t = best
+    why = f"{skipped}; give a larger --budget to confirm it" if skipped else \
+        "run without --no-confirm to confirm it"
     return (f"best trial {r.plan.name}-{t.number:02d}: {r.signal.best_text()}, one seed, "
-            "not compared with the recipe (run without --no-confirm to confirm it)")
+            f"not compared with the recipe ({why})")
 
 

@@ -68,7 +68,11 @@ class Worker:
 
     def run(self) -> None:
         parent = self.parent()
-        for stage_plan in self.plan.stages:
+        for i, stage_plan in enumerate(self.plan.stages):
+            if i and not self._fits(stage_plan) and not self._exists(stage_plan):
+                self.say(f"budget: stage {stage_plan.name} not started (the deadline is "
+                         "nearer than one of its trials)")
+                return
             store, stage_run = ensure_stage(self.storage, self.plan, stage_plan, parent, self.say)
             ctx = TrialContext(self.plan, stage_plan, store, stage_space(store.study), stage_run,
                                self.device, self.data, self.args.index, self.callbacks)
@@ -85,6 +89,12 @@ class Worker:
                 tracking.end_if_running(t.user_attrs.get(A.RUN_ID), "FAILED", {
                     T.STATE: "failed", T.REASON: "worker died"})
                 self.on_trial()
+            if not self._fits(ctx.stage):
+                skipped = store.skip_waiting("not started, the deadline came first")
+                if skipped:
+                    self.say(f"budget: {skipped} trial(s) of {ctx.stage.name} skipped (the "
+                             "deadline is nearer than one more trial)")
+                    self.on_trial()
             trial_id = store.claim()
             if trial_id is None:
                 if counts(store.trials()).done:
@@ -93,6 +103,22 @@ class Worker:
                 continue
             self._one(ctx, trial_id)
             self.on_trial()
+
+    def _fits(self, stage: Any) -> bool:
+        """With a budget: can one more trial of `stage` end before the deadline?"""
+        budget = self.plan.deadline
+        if not budget:
+            return True
+        return budget["deadline"] - time.time() >= budget["trial_seconds"].get(stage.name, 0.0)
+
+    def _exists(self, stage: Any) -> bool:
+        """A stage another worker (or an earlier run) already created is finished, not
+        skipped: its study must be complete for the results."""
+        try:
+            self.storage.get_study_id_from_name(f"{self.plan.study}/{stage.name}")
+        except KeyError:
+            return False
+        return True
 
     def _one(self, ctx: TrialContext, trial_id: int) -> None:
         try:
