@@ -81,10 +81,13 @@ def make_pruner(stage: StagePlan) -> optuna.pruners.BasePruner:
 
 
 class Reporter(Callback):
-    """Each epoch's metric to Optuna; raises TrialPruned out of `fit` when the pruner says so."""
+    """Each epoch's metric to Optuna; raises TrialPruned out of `fit` when the pruner says so.
+    Never after the last epoch: a trial that has trained every epoch has nothing left to save,
+    and its value is a full-budget result (Optuna's Hyperband pruner would otherwise prune a
+    trial at its top rung, after all the compute was spent, and its value would be lost)."""
 
-    def __init__(self, trial: optuna.Trial, metric: str) -> None:
-        self.trial, self.metric = trial, metric
+    def __init__(self, trial: optuna.Trial, metric: str, epochs: int | None = None) -> None:
+        self.trial, self.metric, self.epochs = trial, metric, epochs
 
     def on_epoch_end(self, state: FitState, metrics: dict[str, float]) -> None:
         value = metrics.get(self.metric, math.nan)
@@ -92,6 +95,8 @@ class Reporter(Callback):
             return  # a diverged epoch: the engine stops and the trial is recorded as such
         epoch = int(metrics["epoch"])
         self.trial.report(value, epoch)
+        if self.epochs is not None and epoch >= self.epochs:
+            return
         if self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
@@ -191,7 +196,8 @@ def run_trial(ctx: TrialContext, trial_id: int) -> str:
 def _train(ctx: TrialContext, trial: optuna.Trial, recipe: Recipe,
            rec: Recording) -> tuple[TrialState, float | None, str]:
     plan = ctx.plan
-    callbacks = [*rec.callbacks(diagnose_fit), Reporter(trial, plan.metric), *ctx.callbacks]
+    callbacks = [*rec.callbacks(diagnose_fit), Reporter(trial, plan.metric, recipe.train.epochs),
+                 *ctx.callbacks]
     try:
         data: DataBundle = ctx.data(recipe)
         result = fit(recipe, data=data, device=ctx.device, callbacks=callbacks)

@@ -85,3 +85,23 @@ def test_fine_stage_retrains_the_best_coarse_configurations(cli, mlflow_client) 
     promoted = [r for r in runs if r.data.tags.get(T.STAGE) == "fine"
                 and r.data.tags.get(T.KIND) == "trial" and "(=coarse-" in r.info.run_name]
     assert len(promoted) == 3
+
+
+def test_a_trial_that_trained_every_epoch_is_never_pruned() -> None:
+    """Optuna's Hyperband pruner can prune at its top rung, after the last epoch: the compute
+    is spent and a full-budget value would be thrown away."""
+    import optuna
+
+    from cnnexp.search.trial import Reporter
+
+    class Always(optuna.pruners.BasePruner):
+        def prune(self, study, trial) -> bool:
+            return True
+
+    study = optuna.create_study(direction="maximize", pruner=Always())
+    trial = study.ask()
+    reporter = Reporter(trial, "val_acc", epochs=3)
+    reporter.on_epoch_end(None, {"val_acc": 0.8, "epoch": 3})  # the last epoch: kept
+    with pytest.raises(optuna.TrialPruned, match="pruned at epoch 2"):
+        Reporter(study.ask(), "val_acc", epochs=3).on_epoch_end(None, {"val_acc": 0.5,
+                                                                       "epoch": 2})
