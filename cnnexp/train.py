@@ -49,7 +49,8 @@ def describe_result(recipe: Recipe, result: FitResult, tested: TestResult | None
 
 def train(recipe: Recipe, *, device: torch.device, experiment: str | None = None,
           track: bool = True, log_model: bool = False, test: bool = False, refit: bool = False,
-          callbacks: Sequence[Callback] = (), data: DataBundle | None = None) -> dict[str, Any]:
+          callbacks: Sequence[Callback] = (), data: DataBundle | None = None,
+          register: str | None = None) -> dict[str, Any]:
     """Train one recipe; returns the summary the CLI prints (run ids when tracked).
 
     `test`: afterwards, evaluate on the held-out test split (the best epoch's weights by val
@@ -67,11 +68,11 @@ def train(recipe: Recipe, *, device: torch.device, experiment: str | None = None
                           description=recipe.description or None) as rec, \
             lease.held(rec.run, fresh=True):  # a --resume of this run waits its turn
         return _fit_recorded(rec, recipe, data, device, callbacks, log_model, model=model,
-                             test=test)
+                             test=test, register=register)
 
 
 def resume(run_id: str, *, device: torch.device, log_model: bool = False, test: bool = False,
-           callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
+           callbacks: Sequence[Callback] = (), register: str | None = None) -> dict[str, Any]:
     """Continue a tracked run from its last checkpoint, logging into the same run (a refit run
     stays a refit run). `run_id` may be a unique prefix. Refused (bad input) while another
     process trains the run (tracking.lease)."""
@@ -85,7 +86,7 @@ def resume(run_id: str, *, device: torch.device, log_model: bool = False, test: 
             data = merged_train_val(data)
         with tracking.reopened(run.run_id) as rec:
             return _fit_recorded(rec, recipe, data, device, callbacks, log_model, resume=ckpt,
-                                 test=test)
+                                 test=test, register=register)
 
 
 def _checkpointed(run_id: str) -> tuple[Recipe, dict, bool]:
@@ -123,7 +124,7 @@ def _checkpointer(rec: Recording, recipe: Recipe) -> list[Callback]:
 def _fit_recorded(rec: Recording, recipe: Recipe, data: DataBundle, device: torch.device,
                   callbacks: Sequence[Callback], log_model: bool,
                   resume: dict | None = None, model: torch.nn.Module | None = None,
-                  test: bool = False) -> dict[str, Any]:
+                  test: bool = False, register: str | None = None) -> dict[str, Any]:
     result = fit(recipe, data=data, device=device, resume=resume, model=model,
                  callbacks=[*rec.callbacks(diagnose_fit), *_checkpointer(rec, recipe),
                             *callbacks])
@@ -136,13 +137,15 @@ def _fit_recorded(rec: Recording, recipe: Recipe, data: DataBundle, device: torc
         log_diagnosis(rec, diag)
         log_classification(rec, result)
         rec.describe(describe_result(recipe, result, tested) + "\n\n" + diag.markdown())
-        if log_model and result.best_state is not None:
-            with tempfile.TemporaryDirectory() as tmp:
-                path = Path(tmp) / "best.pt"
-                torch.save(result.best_state, path)
-                rec.log_artifact(str(path), "model")
+    logged = None
+    if rec.active and (log_model or register) and result.status != "diverged":
+        # the model as MLflow users load, register and serve it (cnnexp.serving)
+        from cnnexp.serving.mlflow_model import log_model as log_mlflow_model
+
+        logged = log_mlflow_model(rec.run, recipe, result, data, register)
     return {"run_id": rec.run_id, "experiment_id": rec.experiment_id, **result.summary(),
-            **summary_fields(diag), **({"test": tested.as_dict()} if tested else {})}
+            **summary_fields(diag), **({"test": tested.as_dict()} if tested else {}),
+            **({"model": logged.as_dict()} if logged else {})}
 
 
 def record_test(rec: Recording, tested: TestResult, classes: list[str]) -> None:

@@ -28,8 +28,13 @@ from cnnexp.console import emit_json, err
 def train(args: Args = None, device: Device = "auto", seed: Seed = None,
           experiment: Experiment = None, json: Json = False, quiet: Quiet = False,
           verbose: Verbose = False,
-          log_model: Annotated[bool, typer.Option(help="Log the best weights as an artifact.")]
-          = False,
+          log_model: Annotated[bool | None, typer.Option(
+              "--log-model/--no-log-model", help="Log the best epoch's weights as an MLflow "
+              "model with its preprocessing (pyfunc: load, serve, `cnnexp predict`); default: "
+              "on with --test, the final run.")] = None,
+          register: Annotated[str | None, typer.Option(
+              "--register", metavar="NAME", help="Also register the logged model in the "
+              "MLflow Model Registry as a new version of NAME.")] = None,
           track: Annotated[bool, typer.Option(help="Track in MLflow (--no-track: don't).")]
           = True,
           resume: Annotated[str | None, typer.Option(
@@ -58,11 +63,22 @@ def train(args: Args = None, device: Device = "auto", seed: Seed = None,
         cnnexp train fashion_mnist --test             # the final figure on the test split
 
         cnnexp train outputs/search/STUDY/best.yaml --refit --test
+
+        cnnexp train fashion_mnist --test --register fashion-cnn   # then: cnnexp predict
     """
     from cnnexp.console import quiet_libraries, show_progress, summary_table, training_progress
     from cnnexp.errors import BadInput
 
     check_experiment(experiment)
+    if register:
+        from cnnexp.serving.mlflow_model import check_model_name
+
+        check_model_name(register)
+        if log_model is False:
+            raise BadInput("--register registers the logged model: drop --no-log-model")
+        if not track:
+            raise BadInput("--register needs tracking (drop --no-track)")
+    log_model = bool(register) or (test if log_model is None else log_model)
     callbacks = [EpochPrinter()] if verbose and not json else []
     if resume:
         if args or seed is not None or experiment or refit:
@@ -74,7 +90,7 @@ def train(args: Args = None, device: Device = "auto", seed: Seed = None,
 
         with training_progress(show_progress(json, quiet), "resume") as bars:
             out = training.resume(resume, device=dev, log_model=log_model, test=test,
-                                  callbacks=[*bars, *callbacks])
+                                  callbacks=[*bars, *callbacks], register=register)
         name = f"resume {resume}"
     else:
         recipe = open_recipe(args, seed)
@@ -84,7 +100,7 @@ def train(args: Args = None, device: Device = "auto", seed: Seed = None,
         with training_progress(show_progress(json, quiet), recipe.name) as bars:
             out = training.train(recipe, device=dev, experiment=experiment, track=track,
                                  log_model=log_model, test=test, refit=refit,
-                                 callbacks=[*bars, *callbacks])
+                                 callbacks=[*bars, *callbacks], register=register)
         name = recipe.name
     if json:
         emit_json(out)
@@ -100,13 +116,18 @@ def train(args: Args = None, device: Device = "auto", seed: Seed = None,
 
 def _rows(out: dict[str, Any]) -> dict[str, Any]:
     """The summary table: the run's figures, then the test figure with its noise."""
-    rows = {k: v for k, v in out.items() if k != "test"}
+    rows = {k: v for k, v in out.items() if k not in ("test", "model")}
     if "test" in out:
         t = out["test"]
         rows["test_acc"] = (f"{t['test_acc']:.4f} ± {t['test_acc_se']:.4f} "
                             f"(n={t['test_images']}, {t['test_split']})")
         rows["test_loss"] = t["test_loss"]
         rows["tested weights"] = t["weights"]
+    if out.get("model"):
+        m = out["model"]
+        rows["model"] = m["model_uri"] + (f" (registered: {m['registered_model']})"
+                                          if m.get("registered_model") else "") + \
+            "  ->  cnnexp predict MODEL IMAGES..."
     return rows
 
 
