@@ -19,8 +19,10 @@ $(STAMP): pyproject.toml
 
 demo: install
 	$(BIN)/cnnexp sanity
-	$(BIN)/cnnexp train
 	$(BIN)/cnnexp search --trials coarse=8,fine=4
+	$(BIN)/cnnexp train --test --register digits-demo
+	$(BIN)/python -m cnnexp.serving.samples outputs/demo-digits 8
+	$(BIN)/cnnexp predict models:/digits-demo/latest outputs/demo-digits
 	@echo "Review the runs: $(BIN)/cnnexp ui   (then open http://127.0.0.1:5000)"
 
 test: install

@@ -132,3 +132,13 @@ print(json.dumps({{'ts': a.max(1).values.tolist(), 'pt2': b.max(1).values.tolist
     assert np.allclose(got["pt2"], expected, atol=1e-5)
     bad = cnnexp(trained, "export", "models:/digits-cnn/1", "--out", str(tmp_path / "m.onnx"))
     assert bad.exit_code == 2 and "model.ts" in bad.stderr
+
+
+def test_demo_samples_are_held_out_images_named_by_class(trained, tmp_path) -> None:
+    from cnnexp.serving.samples import write_samples
+
+    files = write_samples(tmp_path / "s", 4)
+    assert [f.name for f in files] == [f"{i:03d}_{trained.labels[i]}.png" for i in range(4)]
+    res = cnnexp(trained, "predict", "models:/digits-cnn/latest", str(tmp_path / "s"),
+                 "--json")
+    assert res.exit_code == 0 and json.loads(res.stdout)["images"] == 4
