@@ -63,6 +63,10 @@ def ablate(args: Args = None,
     check_experiment(experiment)
     ref, overrides = split_args(args)
     name, plan, arms = prepare(spec, ref, overrides, mode, seeds)
+    if out:
+        from cnnexp.files import check_out_folder
+
+        check_out_folder(Path(out), "the ablation table and chart")  # before any training
     if dry_run:
         render.dry_run(name, plan, arms, json)
         return

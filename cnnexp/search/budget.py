@@ -25,7 +25,7 @@ from cnnexp.search.config import Plan, StagePlan
 
 TRIAL_OVERHEAD = 0.6  # seconds per trial outside training: MLflow run, recipe, bookkeeping
 SEARCH_OVERHEAD = 8.0  # seconds per search: storage, parent run, results, plots
-CONFIRM_SHARE = 0.35  # the confirming stage may take at most this share of the budget
+CONFIRM_SHARE = 0.45  # the confirming stage (the evidence) may take at most this share
 MAX_SCALE = 5.0  # trials beyond 5x the recipe's counts add little: the rest is left unused
 MIN_TRIALS = {0: 4}  # the first stage needs a few trials to narrow from; later stages 2
 

@@ -3,7 +3,6 @@ process, or N spawned ones), then report: tables, CSV, plots, best recipe, JSON.
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Sequence
@@ -14,7 +13,7 @@ from typing import Any
 from cnnexp import tracking
 from cnnexp.engine import Callback
 from cnnexp.errors import BadInput, CheckFailed
-from cnnexp.files import replaced
+from cnnexp.files import check_out_folder, replaced
 from cnnexp.redact import redact_url
 from cnnexp.search.config import Plan, build_plan
 from cnnexp.search.confirm import confirm_once
@@ -59,15 +58,16 @@ def out_dir(opts: SearchOptions, study: str) -> Path:
 
 
 def check_out(path: Path) -> None:
-    """The output folder must be a folder we can write, checked before any work."""
-    probe = path
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        raise BadInput(f"--out {path}: {probe} is a file, not a folder (pick a folder for "
-                       "trials.csv, best.yaml and the plots)")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise BadInput(f"--out {path}: {probe} is not writable")
+    check_out_folder(path, "trials.csv, best.yaml and the plots")
+
+
+MAX_STUDY = 120  # characters of a study name (a folder name and MLflow experiment name)
+
+
+def study_stem(recipe_name: str) -> str:
+    """A valid study-name start from any recipe name (`my recipe` -> `my-recipe`)."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", recipe_name).strip("-.") or "search"
+    return stem[:MAX_STUDY - 9]
 
 
 def parse_confirm_seeds(value: int | str | None) -> int | str | None:
@@ -100,9 +100,11 @@ def prepare(ref: str | None, overrides: Sequence[str], opts: SearchOptions
     devices = [d.strip() for d in (opts.devices or "auto").split(",") if d.strip()] or ["auto"]
     for d in devices:
         resolve_device(d)
-    plan.study = opts.study or f"{plan.recipe_name}-{plan.fingerprint}"
+    plan.study = opts.study or f"{study_stem(plan.recipe_name)}-{plan.fingerprint}"
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", plan.study):
         raise BadInput(f"--study '{plan.study}': use letters, digits, '_', '-', '.' (no '/')")
+    if len(plan.study) > MAX_STUDY:  # it names the output folder: file systems stop at 255
+        raise BadInput(f"--study is {len(plan.study)} characters long; at most {MAX_STUDY}")
     plan.storage = opts.storage or DEFAULT_STORAGE
     check_out(out_dir(opts, plan.study))
     if opts.test:

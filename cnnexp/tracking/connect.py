@@ -93,6 +93,10 @@ def _check_form(uri: str) -> str:
         hint = f"did you mean '{near[0]}'? " if near else ""
         raise BadInput(f"tracking URI {shown(uri)}: unknown scheme '{scheme}' ({hint}use a "
                        "path, sqlite:///FILE, http(s)://HOST:PORT or postgresql://USER@HOST/DB)")
+    if scheme == "sqlite" and sqlite_file(uri) is None:
+        raise BadInput(f"tracking URI {shown(uri)}: an in-memory SQLite database keeps nothing "
+                       "after the command ends (and MLflow cannot use it); use "
+                       "sqlite:///mlflow.db or a path")
     authority = uri.split("://", 1)[1].split("/", 1)[0] if "://" in uri else ""
     if authority.count("@") > 1:
         raise BadInput(f"tracking URI {shown(uri)}: its password holds '@': write it as %40")

@@ -80,6 +80,20 @@ def next_free_port(host: str, port: int, tries: int = 20) -> int | None:
     return None
 
 
+WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}
+
+
+def exposure(host: str) -> tuple[str, str]:
+    """The host to put in links (a wildcard address is not one a browser can open) and the
+    warning a wildcard deserves: it listens on every network interface."""
+    if host not in WILDCARDS:
+        return host, ""
+    return WILDCARDS[host], (f"--host {host or '(empty)'} serves the UI on every network "
+                             "interface of this machine: anyone who can reach it can read "
+                             "and change the runs (MLflow's UI has no login); use 127.0.0.1 "
+                             "to keep it local")
+
+
 def serve(host: str, port: int) -> int:
     uri = tracking_uri()
     if uri.startswith(("http://", "https://")):
@@ -88,10 +102,13 @@ def serve(host: str, port: int) -> int:
         return 0
     check_address(host, port)
     client()  # a store that cannot be opened is one line of bad input, before the server
-    err.print(f"MLflow UI for {shown_uri()} on http://{host}:{port} (Ctrl-C to stop)",
+    shown_host, warning = exposure(host)
+    if warning:
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+    err.print(f"MLflow UI for {shown_uri()} on http://{shown_host}:{port} (Ctrl-C to stop)",
               highlight=False)
     try:
-        links = experiment_links(f"http://{host}:{port}")
+        links = experiment_links(f"http://{shown_host}:{port}")
     except Exception:  # links are a convenience; the server reports a broken store itself
         links = []
     for line in links:

@@ -137,3 +137,21 @@ def test_tpe_start_up_trials_draw_different_configurations(cli, workdir: Path) -
     with open(res.json()["csv_path"], newline="") as fh:
         lrs = {row["params.opt.lr"] for row in csv.DictReader(fh)}
     assert len(lrs) == 4
+
+
+def test_study_names_long_or_derived_from_odd_recipe_names(cli, workdir: Path) -> None:
+    res = cli("search", "--study", "s" * 300, "--json")
+    assert res.exit_code == 2 and "at most 120" in res.stderr
+    assert not (workdir / "cnnexp-optuna.journal").exists()
+    from cnnexp.search.run import study_stem
+
+    assert study_stem("my recipe") == "my-recipe" and study_stem("../x y") == "x-y"
+    assert study_stem("///") == "search"
+
+
+def test_ablate_out_naming_a_file_fails_before_any_training(cli, workdir: Path) -> None:
+    (workdir / "taken").write_text("keep me")
+    res = cli("ablate", "train.epochs=1", "--seeds", "1", "--out", "taken/sub", "--json")
+    assert res.exit_code == 2 and "is a file, not a folder" in res.stderr
+    assert (workdir / "taken").read_text() == "keep me"
+    assert not (workdir / "mlflow.db").exists()

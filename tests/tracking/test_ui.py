@@ -134,3 +134,20 @@ def test_ui_refuses_a_store_it_cannot_open(cli, workdir: Path, monkeypatch) -> N
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "bogus://x")
     res = cli("ui", "--port", str(_free_port()))
     assert res.exit_code == 2 and "unknown scheme 'bogus'" in res.stderr
+
+
+def test_a_wildcard_host_is_named_as_exposed_and_links_stay_local() -> None:
+    from cnnexp.tracking.ui import exposure
+
+    host, warning = exposure("0.0.0.0")
+    assert host == "127.0.0.1" and "every network interface" in warning
+    assert exposure("::")[0] == "[::1]" and exposure("::")[1]
+    assert exposure("127.0.0.1") == ("127.0.0.1", "")
+
+
+def test_an_in_memory_store_is_refused_before_any_work(cli, workdir: Path,
+                                                       monkeypatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite://")
+    res = cli("train", "train.epochs=1", "--json")
+    assert res.exit_code == 2 and "in-memory SQLite" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
