@@ -151,6 +151,9 @@ def bar_chart(rows: Sequence[Row], info: TableInfo) -> Any:
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
+    from cnnexp.plotstyle import plain_text
+
+    plain_text()  # arm labels are user text: `$` is a dollar sign, not math
     scale = 100.0 if _is_acc(info.metric) else 1.0
     fig = Figure(figsize=(max(5.0, 1.3 * len(rows) + 1.5), 4.2), layout="constrained")
     ax = fig.add_subplot()

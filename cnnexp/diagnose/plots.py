@@ -15,6 +15,10 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from cnnexp.plotstyle import plain_text
+
+plain_text()  # run names and class folders are user text: `$` is not math
+
 
 def curves_figure(history: Sequence[Mapping[str, float]], title: str = "",
                   best_epoch: int | None = None) -> Figure:
@@ -78,9 +82,17 @@ def confusion_figure(cm: torch.Tensor, classes: Sequence[str], title: str = "") 
 
 
 def confusion_csv(cm: torch.Tensor, classes: Sequence[str]) -> str:
-    head = "true\\predicted," + ",".join(classes)
-    return "\n".join([head, *[f"{c}," + ",".join(str(int(v)) for v in row)
-                              for c, row in zip(classes, cm.tolist(), strict=True)]]) + "\n"
+    """The counts as CSV, class names quoted as needed (a folder named `cats, big` or one
+    holding a newline is one cell, and the readers use the csv module too)."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["true\\predicted", *classes])
+    for c, row in zip(classes, cm.tolist(), strict=True):
+        w.writerow([c, *(int(v) for v in row)])
+    return buf.getvalue()
 
 
 def top_losses(logits: torch.Tensor, labels: torch.Tensor, k: int = 16

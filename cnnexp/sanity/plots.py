@@ -12,7 +12,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
 
+from cnnexp.plotstyle import plain_text
 from cnnexp.sanity.base import CheckResult
+
+plain_text()  # recipe names are user text: `$` is not math
 
 
 def data_figures(r: CheckResult) -> dict[str, Any]:

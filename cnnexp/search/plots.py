@@ -23,6 +23,9 @@ COLOURS = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:
 def _figure(w: float, h: float) -> Any:
     from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
 
+    from cnnexp.plotstyle import plain_text
+
+    plain_text()
     return Figure(figsize=(w, h), layout="constrained")
 
 

@@ -248,3 +248,29 @@ def test_identical_curves_get_the_same_reading_whatever_the_run() -> None:
     a = diagnose(with_lr(HEALTHY, [0.05] * 10), classes=10, eval_size=287)
     b = diagnose(with_lr(HEALTHY, [0.05] * 10), classes=10, eval_size=287)
     assert a.diagnosis == b.diagnosis == "healthy"
+
+
+def test_confusion_csv_quotes_class_names_that_hold_commas_or_newlines() -> None:
+    import csv
+    import io
+
+    import torch
+
+    from cnnexp.diagnose.plots import confusion_csv
+
+    text = confusion_csv(torch.tensor([[1, 2], [3, 4]]), ["cats, big", "a\nb"])
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows == [["true\\predicted", "cats, big", "a\nb"], ["cats, big", "1", "2"],
+                    ["a\nb", "3", "4"]]
+
+
+def test_user_text_with_dollar_signs_is_drawn_as_written() -> None:
+    """A class folder (or run name, arm label) like `$\\foo{$` is text, not broken math."""
+    import io
+
+    import torch
+
+    from cnnexp.diagnose.plots import confusion_figure
+
+    fig = confusion_figure(torch.tensor([[3, 1], [0, 4]]), ["$\\foo{$", "$x$"], "run $\\bar{$")
+    fig.savefig(io.BytesIO(), format="png")  # raised ValueError with mathtext on
