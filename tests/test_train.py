@@ -41,9 +41,11 @@ def test_train_is_reproducible_on_cpu(cli) -> None:
 def test_experiment_option_and_log_model(cli, mlflow_client) -> None:
     out = cli("train", "train.epochs=1", "--experiment", "mine", "--log-model", "--json").json()
     assert mlflow_client.get_experiment(out["experiment_id"]).name == "mine"
-    path = mlflow_client.download_artifacts(out["run_id"], "model/best.pt")
+    # an MLflow model now (tests/serving): the network's weights travel inside it
+    path = mlflow_client.download_artifacts(out["run_id"], "model/artifacts/weights.pt")
     state = torch.load(path, weights_only=True)
     assert any(k.endswith("weight") for k in state)
+    assert out["model"]["model_uri"] == f"runs:/{out['run_id']}/model"
 
 
 def test_human_output_is_a_summary(cli) -> None:
