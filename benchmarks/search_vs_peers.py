@@ -25,8 +25,9 @@ staged search's coarse ranking (Spearman rho between the coarse and fine values 
 configurations) and one plot: best-so-far against compute, median and band over seeds.
 
 Budget: a pool of 4,000 training images, 3,000 validation images, E = 3, N = 12, five seeds:
-about 50 minutes on two quiet CPU cores (`--jobs 2`: seeds in two single-threaded processes,
-about 35). --quick: 1,000 images, N = 3, E = 2, 2 seeds (the plumbing only).
+50 minutes measured with `--jobs 2` (seeds in two single-threaded processes) on two CPU cores
+that other work also used; one seed at a time takes longer. --quick: 1,000 images, N = 3,
+E = 2, 2 seeds (the plumbing only).
 """
 
 from __future__ import annotations
