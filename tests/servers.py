@@ -126,27 +126,25 @@ def postgresql(root: Path) -> Iterator[int]:
 
 
 @contextlib.contextmanager
-def mlflow_server(backend: str, root: Path) -> Iterator[int]:
-    port = free_port()
-    artifacts = root / "mlartifacts"
-    log = (root / "mlflow-server.log").open("w")
-    mlflow = Path(sys.executable).with_name("mlflow")
-    proc = subprocess.Popen([str(mlflow), "server", "--backend-store-uri", backend,
-                             "--artifacts-destination", str(artifacts),
-                             "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+def serving(cmd: list[str], health_url: str, log_path: Path, env: dict | None = None,
+            timeout: float = 180) -> Iterator[subprocess.Popen]:
+    """Start `cmd` in a process group of its own, wait until `health_url` answers 200, and
+    stop the whole group at the end whatever happens (SIGTERM, then SIGKILL)."""
+    log = log_path.open("w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                            start_new_session=True)
     try:
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + timeout
         while True:
             with contextlib.suppress(OSError), \
-                    urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                    urllib.request.urlopen(health_url, timeout=2) as r:
                 if r.status == 200:
                     break
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("mlflow server did not start:\n" +
-                                   (root / "mlflow-server.log").read_text()[-3000:])
+                raise RuntimeError(f"{Path(cmd[0]).name} {cmd[1]} did not start:\n" +
+                                   log_path.read_text()[-3000:])
             time.sleep(0.5)
-        yield port
+        yield proc
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
@@ -156,6 +154,17 @@ def mlflow_server(backend: str, root: Path) -> Iterator[int]:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
+
+
+@contextlib.contextmanager
+def mlflow_server(backend: str, root: Path) -> Iterator[int]:
+    port = free_port()
+    mlflow = Path(sys.executable).with_name("mlflow")
+    with serving([str(mlflow), "server", "--backend-store-uri", backend,
+                  "--artifacts-destination", str(root / "mlartifacts"),
+                  "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+                 f"http://127.0.0.1:{port}/health", root / "mlflow-server.log"):
+        yield port
 
 
 @contextlib.contextmanager

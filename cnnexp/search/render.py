@@ -27,8 +27,9 @@ def render(result: dict[str, Any], console: Any, k: int = 5) -> None:
     for s in result["stages"]:
         budget = f"{s['epochs']} epochs" + (f" on {s['subset']} images" if s.get("subset")
                                             else "")
+        skipped = f", {s['skipped']} skipped (budget)" if s.get("skipped") else ""
         console.print(f"[bold]{s['name']}[/]: {s['complete']} complete, {s['pruned']} pruned, "
-                      f"{s['failed']} failed ({budget}); top {k}:", highlight=False)
+                      f"{s['failed']} failed{skipped} ({budget}); top {k}:", highlight=False)
         table = Table()
         params = list(s["ranges"])
         for col in ["trial", result["metric"], *map(short, params), "diagnosis"]:

@@ -7,17 +7,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.servers import free_port
+from tests.servers import free_port, serving
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
@@ -26,36 +23,14 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 def served(model_uri: str, tracking_uri: str, root: Path):
     port = free_port()
     mlflow = Path(sys.executable).with_name("mlflow")
-    log = (root / "serve.log").open("w")
     # MLflow starts `uvicorn` by name: the environment's bin folder must be on PATH, as it
     # is in an activated virtual environment
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "OMP_NUM_THREADS": "1",
            "PATH": f"{mlflow.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    proc = subprocess.Popen([str(mlflow), "models", "serve", "-m", model_uri, "--env-manager",
-                             "local", "--host", "127.0.0.1", "--port", str(port),
-                             "--workers", "1"], stdout=log, stderr=subprocess.STDOUT, env=env,
-                            start_new_session=True)
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            with contextlib.suppress(OSError), \
-                    urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as r:
-                if r.status == 200:
-                    break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("mlflow models serve did not start:\n" +
-                                   (root / "serve.log").read_text()[-3000:])
-            time.sleep(0.5)
+    with serving([str(mlflow), "models", "serve", "-m", model_uri, "--env-manager", "local",
+                  "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                 f"http://127.0.0.1:{port}/ping", root / "serve.log", env):
         yield port
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
 
 
 def test_mlflow_models_serve_answers_as_cnnexp_predict(trained) -> None:
