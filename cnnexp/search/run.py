@@ -211,19 +211,18 @@ def confirm_seeds(plan: Plan, opts: SearchOptions) -> tuple[int | str, str]:
     planned = budget["confirm_seeds"]
     if not planned:
         return 0, "the confirming stage did not fit the budget"
-    if seeds == "auto":  # seeds until decided, at most as many as the budget planned
-        from cnnexp.search.confirm import AUTO_START
+    from cnnexp.search.confirm import AUTO_START
 
-        plan.confirm = plan.confirm.model_copy(update={"max_seeds": max(planned, AUTO_START)})
-        first = AUTO_START
-    else:
-        seeds = first = planned
-    need = 2 * first * budget["confirm_run_seconds"]
     left = budget["deadline"] - time.time()
-    if left < need:
-        return 0, (f"the confirming stage needs ~{need / 60:.1f} min and {max(left, 0) / 60:.1f}"
-                   " min of the budget are left: skipped")
-    return seeds, ""
+    pair = 2 * budget["confirm_run_seconds"]  # one seed of both arms
+    fits = min(planned, int(max(left, 0) // pair))  # stages that ran long leave less
+    if fits < AUTO_START:
+        return 0, (f"the confirming stage needs ~{AUTO_START * pair / 60:.1f} min and "
+                   f"{max(left, 0) / 60:.1f} min of the budget are left: skipped")
+    if seeds == "auto":  # seeds until decided, at most as many as fit
+        plan.confirm = plan.confirm.model_copy(update={"max_seeds": fits})
+        return seeds, ""
+    return fits, ""
 
 
 def finish(storage: Any, plan: Plan, parent: tracking.Run | None, opts: SearchOptions,
