@@ -41,7 +41,7 @@ class StageCfg(Strict):
     margin: float = Field(0.1, gt=0.0, le=1.0)
     # successive halving between stages: the first trials of a later stage re-train the best
     # configurations of the stage before it at this stage's budget (default: the top_k that
-    # set its ranges, at most half its trials); 0 samples every trial afresh
+    # set its ranges, at most half its trials; never more than top_k); 0 samples afresh
     promote: int | None = Field(None, ge=0)
     seed: int | None = Field(None, ge=0, le=MAX_SEED)  # default: search.seed + stage index
 
@@ -327,8 +327,8 @@ def _promote(st: StageCfg, index: int, trials: int) -> int:
     """How many of the previous stage's best configurations a stage re-trains first."""
     if index == 0:
         return 0  # nothing before it
-    if st.promote is not None:
-        return min(st.promote, trials)
+    if st.promote is not None:  # never past top_k: those set the narrowed ranges and
+        return min(st.promote, trials, st.top_k)  # choices, so every promoted value fits
     return min(st.top_k, (trials + 1) // 2)
 
 
