@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cnnexp.errors import BadInput
-from cnnexp.search.config import Plan, StagePlan
+from cnnexp.search.config import Plan
 
 TRIAL_OVERHEAD = 0.6  # seconds per trial outside training: MLflow run, recipe, bookkeeping
 SEARCH_OVERHEAD = 8.0  # seconds per search: storage, parent run, results, plots
@@ -125,7 +125,6 @@ class BudgetPlan:
     confirm_epochs: int
     confirm_run_seconds: float
     dropped: list[str] = field(default_factory=list)
-    deadline: float = 0.0  # time.time() by which the search must end
 
     @property
     def confirm_seconds(self) -> float:
@@ -135,12 +134,6 @@ class BudgetPlan:
     def seconds(self) -> float:
         return SEARCH_OVERHEAD + self.rates.probe_seconds + self.confirm_seconds + sum(
             s.seconds for s in self.stages)
-
-    def trial_seconds(self, stage: str) -> float:
-        return next(s.trial_seconds for s in self.stages if s.name == stage)
-
-    def left(self) -> float:
-        return self.deadline - time.time()
 
     def lines(self) -> list[str]:
         """The plan as printed before the search starts."""
@@ -227,8 +220,3 @@ def apply(plan: Plan, bp: BudgetPlan) -> Plan:
     plan.stages = [replace(s, trials=counts[s.name], promote=min(s.promote, counts[s.name]))
                    for s in plan.stages]
     return plan
-
-
-def stage_fits(bp: BudgetPlan | None, stage: StagePlan) -> bool:
-    """Can one more trial of `stage` end before the deadline?"""
-    return bp is None or bp.left() >= bp.trial_seconds(stage.name)

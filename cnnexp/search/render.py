@@ -16,8 +16,10 @@ def warnings(result: dict[str, Any], console: Any) -> None:
 
 
 def fidelity_warning(stage: dict[str, Any]) -> list[str]:
+    from rich.markup import escape  # it names the stages: recipe text
+
     warning = (stage.get("fidelity") or {}).get("warning")
-    return [warning] if warning else []
+    return [escape(warning)] if warning else []
 
 
 def render(result: dict[str, Any], console: Any, k: int = 5) -> None:
@@ -45,7 +47,7 @@ def render(result: dict[str, Any], console: Any, k: int = 5) -> None:
             console.print(f"  {s['top_gap']}", highlight=False, soft_wrap=True)
         if s.get("fidelity"):
             console.print(f"  fidelity: {s['fidelity']['text']}", highlight=False,
-                          soft_wrap=True)
+                          markup=False, soft_wrap=True)
         for w in [*s["edge_warnings"], *fidelity_warning(s)]:
             console.print(f"[yellow]warning:[/] {s['name']}: {w}", highlight=False,
                           soft_wrap=True)

@@ -54,11 +54,13 @@ class StageResult:
         if prev is None or not promoted:
             return None
         cheap = {t.number: t.value for t in prev.trials if t.state == TrialState.COMPLETE}
-        pairs = [Pair(int(t.user_attrs[A.PROMOTED_FROM]), t.number,
-                      float(cheap[int(t.user_attrs[A.PROMOTED_FROM])]),
-                      float(t.value) if t.state == TrialState.COMPLETE and t.value is not None
-                      else None)
-                 for t in promoted if cheap.get(int(t.user_attrs[A.PROMOTED_FROM])) is not None]
+        pairs = []
+        for t in promoted:
+            source = int(t.user_attrs[A.PROMOTED_FROM])
+            if cheap.get(source) is not None:
+                dear = t.value if t.state == TrialState.COMPLETE else None
+                pairs.append(Pair(source, t.number, float(cheap[source]),
+                                  float(dear) if dear is not None else None))
         return check(pairs, cheap_stage=prev.plan.name, stage=self.plan.name,
                      maximize=self.direction == "maximize", eval_size=self.signal.eval_size,
                      accuracy=is_accuracy(self.metric))

@@ -185,8 +185,7 @@ def plan_budget(ref: str | None, overrides: Sequence[str], plan: Plan, opts: Sea
                      plan.confirm.epochs or recipe.train.epochs,
                      plan.confirm.max_seeds if seeds == "auto" else int(seeds))
     B.apply(plan, bp)
-    bp.deadline = began + seconds
-    plan.deadline = {"deadline": bp.deadline,
+    plan.deadline = {"deadline": began + seconds,
                      "trial_seconds": {s.name: s.trial_seconds for s in bp.stages},
                      "confirm_seeds": bp.confirm_seeds,
                      "confirm_run_seconds": bp.confirm_run_seconds}

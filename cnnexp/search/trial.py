@@ -52,7 +52,7 @@ def suggest(trial: optuna.Trial, space: Space) -> dict[str, Any]:
     return out
 
 
-def make_sampler(stage: StagePlan, number: int, worker: int) -> optuna.samplers.BaseSampler:
+def make_sampler(stage: StagePlan, number: int) -> optuna.samplers.BaseSampler:
     """A sampler for one trial. `random` and `tpe` are seeded per trial number, so a trial's
     parameters do not depend on which worker ran it (TPE reads every finished trial from the
     storage; its random number generator is all it keeps). One seed per worker would repeat
@@ -145,7 +145,7 @@ def run_trial(ctx: TrialContext, trial_id: int) -> str:
     study, storage = ctx.store.study, ctx.store.storage
     frozen = storage.get_trial(trial_id)
     number = frozen.number
-    study.sampler = make_sampler(ctx.stage, number, ctx.worker)
+    study.sampler = make_sampler(ctx.stage, number)
     study.pruner = make_pruner(ctx.stage)
     # Trial(study, id) is what study.ask() builds after popping a WAITING trial; building it
     # here lets a worker take exactly one ticket, never a fresh (uncounted) trial.

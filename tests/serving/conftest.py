@@ -22,7 +22,6 @@ class Trained:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     import json
-    import os
 
     import torch
     from PIL import Image
@@ -32,30 +31,28 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
 
     root = tmp_path_factory.mktemp("serving")
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    old = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "CNNEXP_FIGURES")}
-    os.environ["MLFLOW_TRACKING_URI"], os.environ["CNNEXP_FIGURES"] = uri, "on-demand"
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    # module-scoped, so pytest's monkeypatch fixture is not available: its context manager
+    # restores the environment (the tests' own helpers set the tracking URI too)
     try:
-        res = CliRunner().invoke(app, ["train", "train.epochs=3", "aug.tta=true", "--test",
-                                       "--register", "digits-cnn", "--json"],
-                                 catch_exceptions=False)
-        assert res.exit_code == 0, res.stderr
-        out = json.loads(res.stdout)
-        from cnnexp.data import build_data
-        from cnnexp.recipe import load_recipe
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("MLFLOW_TRACKING_URI", uri)
+            mp.setenv("CNNEXP_FIGURES", "on-demand")
+            res = CliRunner().invoke(app, ["train", "train.epochs=3", "aug.tta=true", "--test",
+                                           "--register", "digits-cnn", "--json"],
+                                     catch_exceptions=False)
+            assert res.exit_code == 0, res.stderr
+            out = json.loads(res.stdout)
+            from cnnexp.data import build_data
+            from cnnexp.recipe import load_recipe
 
-        held = build_data(load_recipe("digits")).test()
-        images = root / "test-images"
-        images.mkdir()
-        for i, (x, y) in enumerate(zip(held.x, held.y, strict=True)):
-            Image.fromarray(x[0].numpy()).save(images / f"{i:04d}_{int(y)}.png")
-        yield Trained(root, uri, out["run_id"], out["test"]["test_acc"], images,
-                      [int(y) for y in held.y])
+            held = build_data(load_recipe("digits")).test()
+            images = root / "test-images"
+            images.mkdir()
+            for i, (x, y) in enumerate(zip(held.x, held.y, strict=True)):
+                Image.fromarray(x[0].numpy()).save(images / f"{i:04d}_{int(y)}.png")
+            yield Trained(root, uri, out["run_id"], out["test"]["test_acc"], images,
+                          [int(y) for y in held.y])
     finally:
         torch.set_num_threads(threads)
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
