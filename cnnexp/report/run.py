@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnexp.errors import BadInput, did_you_mean
+from cnnexp.report import routine
 from cnnexp.tracking import query, store
 from cnnexp.tracking import tags as T
 
@@ -53,7 +54,8 @@ def resolve(ref: str | None) -> Subject:
 def latest_work(scan: int = 2000) -> Subject:
     """The newest top-level run of each kind in the whole store, whatever experiment holds it
     (sanity, search and ablation often live in experiments of their own), plus the newest
-    run with a test figure: the routine's state at a glance."""
+    run with a test figure and the newest search's tuned and start recipes' test runs: the
+    routine's state at a glance."""
     top = [r for r in query.recent_runs(limit=scan) if not r["parent_id"] and _kind(r) in REPORTED]
     if not top:
         raise BadInput("nothing to report: the tracking store has no cnnexp runs yet")
@@ -62,6 +64,8 @@ def latest_work(scan: int = 2000) -> Subject:
         picked.setdefault(_kind(r), r)
         if "test_acc" in r["metrics"]:
             picked.setdefault("tested", r)
+    found = routine.find(picked.get("search"), top)  # the tuned and the start recipe's test runs
+    picked |= {k: r for k, r in (("tuned", found.tuned), ("start", found.start)) if r}
     runs = sorted({r["run_id"]: r for r in picked.values()}.values(),
                   key=lambda r: -(r["start_time"] or 0))
     exps = {r["experiment_id"] for r in runs}

@@ -10,6 +10,7 @@ import math
 from typing import Any
 
 from cnnexp.report import html as H
+from cnnexp.report import routine
 from cnnexp.tracking import query
 from cnnexp.tracking import tags as T
 
@@ -31,10 +32,12 @@ def _sanity(r: dict[str, Any]) -> str:
 def _search(r: dict[str, Any]) -> str:
     m, verdict = r["metrics"], r["tags"].get(T.CONFIRM_VERDICT)
     if verdict and "confirm_best_mean" in m:
+        seeds = f"{int(m['confirm_seeds'])} seeds" if "confirm_seeds" in m else "seeds"
         line = (f"best configuration {m['confirm_best_mean']:.4f} vs the recipe "
-                f"{m.get('confirm_recipe_mean', math.nan):.4f} over seeds: {verdict}")
+                f"{m.get('confirm_recipe_mean', math.nan):.4f} over {seeds}: {verdict}")
         if "confirm_p" in m:
-            line += f" (paired p={m['confirm_p']:.2g})"
+            line += (f" ({m.get('confirm_delta', math.nan) * 100:+.2f} pp, "
+                     f"paired p={m['confirm_p']:.2g})")
         return line
     if "best_value" in m:
         return f"best trial {m['best_value']:.4f} (not confirmed over seeds)"
@@ -42,17 +45,24 @@ def _search(r: dict[str, Any]) -> str:
 
 
 def _ablation(r: dict[str, Any]) -> str:
+    """The baseline with its noise, then only the arms whose effect beats the noise."""
     text = query.artifact_text(r["run_id"], "ablation/summary.json")
     if not text:
         return f"ablation {r['status'].lower()}"
     summary = json.loads(text)
     rows = summary.get("rows", [])
-    named = [f"{row['arm']}: {row['verdict']} ({row['delta']:+.4f})" for row in rows[1:]
-             if isinstance(row.get("delta"), float) and math.isfinite(row["delta"])]
     base = rows[0] if rows else {}
     head = (f"baseline {summary.get('metric', '')} {base.get('mean', math.nan):.4f} ± "
             f"{base.get('std', math.nan):.4f} over {summary.get('seeds')} seeds")
-    return head + ("; " + "; ".join(named) if named else "")
+    arms = [row for row in rows[1:] if isinstance(row.get("delta"), float)]
+    shown = [f"{row['arm']}: {row['verdict']} ({row['delta'] * 100:+.2f} pp, "
+             f"p={row.get('p_value', math.nan):.2g})"
+             for row in arms if row.get("verdict") in ("helps", "hurts", "diverged")]
+    if shown:
+        rest = len(arms) - len(shown)
+        return (f"{head}; {'; '.join(shown)}"
+                + (f"; the other {rest} arm(s) within noise" if rest else ""))
+    return f"{head}; none of the {len(arms)} arms differs from it beyond the noise"
 
 
 def _final(r: dict[str, Any]) -> str:
@@ -60,6 +70,15 @@ def _final(r: dict[str, Any]) -> str:
     weights = r["tags"].get(T.TESTED_WEIGHTS, "")
     return (f"test_acc {m['test_acc']:.4f} ± {m.get('test_acc_se', math.nan):.4f} "
             f"(n={int(m.get('test_images', 0))}, {weights})")
+
+
+def _tuned(found: routine.Routine) -> str:
+    search = found.search or {}
+    if not found.changes:
+        return "the search kept the start recipe's values"
+    changes = ", ".join(f"{c.key} {c.start} → {c.tuned}" for c in found.changes)
+    return (f"{search['tags'].get(T.RECIPE, '?')} → best.yaml of "
+            f"{search['tags'].get(T.STUDY, search['name'])}: {changes}")
 
 
 def next_step(by_kind: dict[str, list[dict[str, Any]]]) -> str:
@@ -77,7 +96,9 @@ def next_step(by_kind: dict[str, list[dict[str, Any]]]) -> str:
     if edges and not tested:
         return (f"the best value sits at the edge of its range ({edges} warning(s) in the "
                 "search section): widen that range and search again before trusting best.yaml")
-    trained = _newest(by_kind.get("train", []))
+    # the run the routine stands on: the tuned recipe's test run (the start recipe's, often
+    # trained later for comparison, is under-fitted by design), else the newest training run
+    trained = routine.find(search, by_kind.get("train", [])).tuned or _newest(by_kind.get("train", []))
     if trained and trained["tags"].get(T.DIAGNOSIS) not in (None, "healthy", "unvalidated"):
         return (f"the newest training run reads '{trained['tags'][T.DIAGNOSIS]}': apply its "
                 "remedies (training section) before spending more compute")
@@ -92,12 +113,18 @@ def next_step(by_kind: dict[str, list[dict[str, Any]]]) -> str:
 
 
 def headline(by_kind: dict[str, list[dict[str, Any]]]) -> str:
-    """One sentence: the final figure if there is one, and what the search concluded."""
+    """One sentence: the final figure if there is one (beside the start recipe's, when the
+    newest search's routine has both), and what the search concluded."""
     parts = []
-    tested = _tested(by_kind)
-    if tested:
-        parts.append(f"Final: {_final(tested)}")
     search = _newest(by_kind.get("search", []))
+    found = routine.find(search, by_kind.get("train", []))
+    if found.tuned and found.start:
+        parts.append(f"Tuned: {_final(found.tuned)}; start recipe: {_final(found.start)}; "
+                     f"difference {routine.gap(found.tuned, found.start)}")
+    else:
+        tested = found.tuned or _tested(by_kind)
+        if tested:
+            parts.append(f"Final: {_final(tested)}")
     if search and search["tags"].get(T.CONFIRM_VERDICT):
         parts.append(f"search: {_search(search)}")
     sanity = _newest(by_kind.get("sanity", []))
@@ -107,22 +134,38 @@ def headline(by_kind: dict[str, list[dict[str, Any]]]) -> str:
 
 
 def section(by_kind: dict[str, list[dict[str, Any]]]) -> str:
-    rows = []
-    for kind, label, line in (("sanity", "Sanity", _sanity), ("search", "Search", _search),
-                              ("ablation", "Ablation", _ablation)):
-        r = _newest(by_kind.get(kind, []))
-        rows.append([label, line(r) if r else "not run", f"<code>{r['run_id'][:8]}</code>"
-                     if r else ""])
-    tested = _tested(by_kind)
-    rows.append(["Final test figure", _final(tested) if tested else "not measured (`cnnexp "
-                 "train ... --test`)", f"<code>{tested['run_id'][:8]}</code>" if tested else ""])
+    """The routine on one page: each step's standing, its wall time and its run."""
+    sanity, search, ablation = (_newest(by_kind.get(k, [])) for k in ("sanity", "search", "ablation"))
+    found = routine.find(search, by_kind.get("train", []))
+    final = found.tuned or _tested(by_kind)
+    rows: list[tuple[str, str, dict[str, Any] | None]] = [
+        ("Sanity", _sanity(sanity) if sanity else "not run", sanity),
+        ("Search", _search(search) if search else "not run", search)]
+    if search:
+        rows.append(("Tuned recipe", _tuned(found), None))
+    rows.append(("Final test figure" + (" (tuned recipe)" if found.tuned else ""),
+                 _final(final) if final else "not measured (`cnnexp train ... --test`)", final))
+    if search:
+        rows.append(("Start recipe's test figure",
+                     _final(found.start) if found.start else
+                     f"not measured: `cnnexp train {search['tags'].get(T.RECIPE, 'RECIPE')} "
+                     "--test` gives the figure to compare with", found.start))
+    rows.append(("Ablation", _ablation(ablation) if ablation else "not run", ablation))
+    spent = [routine.seconds(r) for r in (sanity, search, final)]
+    total = (routine.duration(sum(spent)) if all(s is not None for s in spent)
+             else "—")
     return (f"<h2>Summary</h2><p class=headline><b>{html.escape(headline(by_kind))}</b></p>"
-            f"{_table(rows)}<p><b>Next step:</b> "
-            f"{H.inline(next_step(by_kind))}</p>")
+            f"{_table(rows)}<p>Routine time (sanity + search + final run): {total}.</p>"
+            f"<p><b>Next step:</b> {H.inline(next_step(by_kind))}</p>")
 
 
-def _table(rows: list[list[str]]) -> str:
-    """Like html.table, but the run column holds markup."""
-    body = "".join(f"<tr><td>{html.escape(a)}</td><td>{html.escape(b)}</td><td>{c}</td></tr>"
-                   for a, b, c in rows)
-    return f"<table><tr><th>Step</th><th>Where it stands</th><th>Run</th></tr>{body}</table>"
+def _table(rows: list[tuple[str, str, dict[str, Any] | None]]) -> str:
+    """Step, standing, wall time and a short run id per row."""
+    body = []
+    for step, text, r in rows:
+        time_cell = routine.duration(routine.seconds(r)) if r else ""
+        run_cell = f"<code>{html.escape(r['run_id'][:8])}</code>" if r else ""
+        body.append(f"<tr><td>{html.escape(step)}</td><td>{html.escape(text)}</td>"
+                    f"<td>{time_cell}</td><td>{run_cell}</td></tr>")
+    return ("<table><tr><th>Step</th><th>Where it stands</th><th>Wall time</th><th>Run</th>"
+            f"</tr>{''.join(body)}</table>")

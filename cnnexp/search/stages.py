@@ -16,6 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 from cnnexp import tracking
 from cnnexp.console import to_jsonable
 from cnnexp.errors import BadInput
+from cnnexp.recipe import load_recipe
 from cnnexp.redact import redact_url
 from cnnexp.search import attrs as A
 from cnnexp.search.config import Plan, StagePlan
@@ -65,12 +66,14 @@ def ensure_root(storage: BaseStorage, plan: Plan, recipe_yaml: str,
 
 
 def _parent_run(plan: Plan) -> tracking.Run:
+    start = load_recipe(plan.ref, plan.overrides).flat()  # the user's values: the report's "from"
     r = tracking.start_run(plan.study, plan.study, tags={
         T.KIND: Kind.SEARCH.value, T.RECIPE: plan.recipe_name, T.STUDY: plan.study,
         T.STORAGE: redact_url(plan.storage)}, description=f"Search `{plan.study}` (running)")
     r.log_params({"search.metric": plan.metric, "search.direction": plan.direction,
                   "search.stages": ",".join(s.name for s in plan.stages),
-                  **{f"search.space.{p}": v.show() for p, v in plan.space.items()}})
+                  **{f"search.space.{p}": v.show() for p, v in plan.space.items()},
+                  **{f"search.start.{p}": start.get(p) for p in plan.space}})
     return r
 
 

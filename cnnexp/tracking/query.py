@@ -55,7 +55,8 @@ def run_record(run: Any) -> dict[str, Any]:
     """A plain-dict view of an MLflow run (what diagnose/report read)."""
     info, data = run.info, run.data
     return {"run_id": info.run_id, "name": info.run_name, "experiment_id": info.experiment_id,
-            "status": info.status, "start_time": info.start_time, "tags": dict(data.tags),
+            "status": info.status, "start_time": info.start_time, "end_time": info.end_time,
+            "tags": dict(data.tags),
             "params": dict(data.params), "metrics": dict(data.metrics),
             "parent_id": data.tags.get(T.PARENT), "description": data.tags.get(T.NOTE, "")}
 

@@ -1,0 +1,59 @@
+"""`cnnexp report` with no argument opens on the routine's answer: start recipe -> tuned
+recipe, both test figures with their SE, the confirm verdict, and time per step."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SMALL = ["data.subset=150", "train.epochs=2"]
+
+
+def test_report_pairs_the_tuned_and_the_start_recipe(cli, mlflow_client) -> None:
+    res = cli("search", *SMALL, "search.stages.coarse.epochs=1", "search.stages.fine.epochs=1",
+              "search.confirm.seeds=2", "search.confirm.epochs=1", "--trials", "2", "--json")
+    assert res.exit_code == 0, res.stderr
+    found = res.json()
+    best = yaml.safe_load(Path(found["best_recipe_path"]).read_text())
+    tuned = cli("train", found["best_recipe_path"], "--test", "--json")
+    assert tuned.exit_code == 0, tuned.stderr
+    # the start recipe trained after the tuned one: the newest test run is not the answer
+    start = cli("train", *SMALL, "--test", "--json")
+    assert start.exit_code == 0, start.stderr
+    t, s = tuned.json()["test"], start.json()["test"]
+
+    rep = cli("report", "--out", "r.html", "--no-log", "--json")
+    assert rep.exit_code == 0, rep.stderr
+    assert {r["run_id"] for r in rep.json()["runs"]} >= {tuned.json()["run_id"],
+                                                         start.json()["run_id"]}
+    page = Path("r.html").read_text()
+    summary = page[page.index("<h2>Summary</h2>"):page.index("Next step")]
+    headline = summary[:summary.index("</b>")]
+    assert f"Tuned: test_acc {t['test_acc']:.4f} ± {t['test_acc_se']:.4f}" in headline
+    assert f"start recipe: test_acc {s['test_acc']:.4f} ± {s['test_acc_se']:.4f}" in headline
+    assert f"difference {(t['test_acc'] - s['test_acc']) * 100:+.2f} pp (combined SE" in headline
+    # the tuned values, from the recipe's to best.yaml's
+    lr = best["opt"]["lr"]
+    assert re.search(rf"opt\.lr 0\.05 → {lr:.3g}", summary), summary
+    assert "over 2 seeds:" in summary and found["confirm"]["verdict"] in summary
+    rows = dict(re.findall(r"<tr><td>([^<]+)</td><td>[^<]*</td><td>([^<]*)</td>", summary))
+    assert rows["Sanity"] == "" and rows["Ablation"] == ""  # not run: no time
+    for step in ("Search", "Final test figure (tuned recipe)", "Start recipe&#x27;s test figure"):
+        assert re.fullmatch(r"\d+ s|\d+\.\d min", rows[step]), (step, rows)
+    assert "Routine time (sanity + search + final run): —" in page  # sanity not run
+
+
+def test_start_values_are_logged_on_the_search_run(cli, mlflow_client) -> None:
+    res = cli("search", *SMALL, "opt.lr=0.07", "search.stages.coarse.epochs=1", "--stages",
+              "coarse", "--no-confirm", "--trials", "2", "--json")
+    assert res.exit_code == 0, res.stderr
+    study = res.json()["study"]
+    [run] = mlflow_client.search_runs(
+        [e.experiment_id for e in mlflow_client.search_experiments()],
+        f"tags.`optuna.study` = '{study}' and tags.`cnnexp.kind` = 'search'")
+    assert run.data.params["search.start.opt.lr"] == "0.07"  # the override, not the file's
