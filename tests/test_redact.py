@@ -124,3 +124,47 @@ def test_tracking_server_password_never_shows(cli, workdir, monkeypatch) -> None
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=60)
+
+
+# Passwords SQLAlchemy, psycopg and MLflow's HTTP client accept, which no pattern over free text
+# can delimit: the URL a command was given is parsed, and its password hidden wherever quoted.
+ODD = ["pa/ss42", "pa#ss42", "pa?ss42", "pa'ss42", "pa)ss42", 'pa"ss42', "pa ss42"]
+
+
+@pytest.mark.parametrize("pw", ODD)
+def test_a_given_url_hides_an_odd_password_everywhere(pw: str) -> None:
+    from cnnexp.redact import passwords, remember
+
+    url = f"postgresql://u:{pw}@127.0.0.1:1/optuna"
+    assert pw in passwords(url)
+    remember(url)
+    for text in (url, f"cannot open --storage {url}: refused", f'{{"storage": "{url}"}}',
+                 f"<code>{__import__('html').escape(url)}</code>"):
+        shown = redact_url(text)
+        assert pw not in shown and __import__("html").escape(pw) not in shown, shown
+        assert "127.0.0.1:1/optuna" in shown  # the rest of the URL stays readable
+
+
+def test_http_password_is_read_as_urllib_reads_it() -> None:
+    from cnnexp.redact import passwords
+
+    assert passwords("http://u:ss'42@127.0.0.1:5000/api") == {"ss'42"}
+    assert passwords("http://u:a@b@host:5000") >= {"a@b"}  # the last '@' ends the userinfo
+    assert passwords("sqlite:////tmp/x.db") == set() and passwords("/tmp/journal") == set()
+    assert passwords("postgresql://u@h/db?password=x%2Fy&sslmode=require") == {"x/y"}
+
+
+def test_odd_storage_password_never_printed(cli, workdir) -> None:
+    pw = "pa/ss 42'"
+    res = cli("search", "--storage", f"postgresql://u:{pw}@127.0.0.1:1/optuna", "--json")
+    assert res.exit_code == 2
+    assert pw not in res.stdout + res.stderr and "pa/ss" not in res.stdout + res.stderr
+    assert "127.0.0.1:1/optuna" in res.stderr  # still says which storage failed
+
+
+def test_odd_tracking_password_never_printed(cli, workdir, monkeypatch) -> None:
+    pw = "ss'4 2#x"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://u:{pw}@127.0.0.1:1")
+    res = cli("train", "train.epochs=1", "data.subset=100", "--json")
+    assert res.exit_code != 0
+    assert pw not in res.stdout + res.stderr and "ss'4" not in res.stdout + res.stderr

@@ -79,9 +79,11 @@ def search(args: Args = None,
         cnnexp search fashion_mnist --budget 40m       # trials and seeds planned to fit 40 min
     """
     from cnnexp.errors import CheckFailed
+    from cnnexp.redact import remember
     from cnnexp.search import render
     from cnnexp.search.run import SearchOptions, run_search
 
+    remember(storage)  # before anything can quote it
     ref, overrides = split_args(args)
     opts = SearchOptions(stages=stages, trials=trials, study=study, storage=storage,
                          workers=workers, devices=devices, resume=resume,

@@ -27,7 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from cnnexp import liveness
 from cnnexp.errors import BadInput, CheckFailed, did_you_mean
-from cnnexp.redact import redact_url
+from cnnexp.redact import redact_url, remember
 from cnnexp.search import attrs as A
 from cnnexp.search.journal import backend, check_journal
 
@@ -41,6 +41,7 @@ def open_storage(url: str, heartbeat: int = 30,
     """A URL (postgresql://, mysql://, sqlite://, redis://) or a journal file path. RDB storages
     get Optuna heartbeats, so trials of a worker that vanished are failed and retried."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    remember(url)  # its password hidden in whatever a driver's error quotes of it
     try:
         if url.startswith("redis://"):
             from optuna.storages.journal import JournalRedisBackend
