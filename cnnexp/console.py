@@ -16,7 +16,25 @@ from rich.console import Console
 from rich.markup import escape
 
 T = TypeVar("T")
-err = Console(stderr=True)
+
+
+class SafeConsole(Console):
+    """A rich Console on which text that is not valid markup prints as written instead of
+    raising MarkupError: user text (recipe and run names, arm labels, class folders) reaches
+    many tables and lines, and one stray `[/]` must not end a command after its training.
+    Sites that show user text escape it too, so it prints exactly; this is the backstop."""
+
+    def render_str(self, text: str, **kwargs: Any) -> Any:
+        from rich.errors import MarkupError
+        from rich.text import Text
+
+        try:
+            return super().render_str(text, **kwargs)
+        except MarkupError:
+            return Text(text, style=kwargs.get("style") or "")
+
+
+err = SafeConsole(stderr=True)
 
 
 def to_jsonable(value: Any) -> Any:
@@ -162,8 +180,8 @@ def training_progress(enabled: bool, label: str = "train") -> Iterator[list[Any]
 def summary_table(title: str, rows: dict[str, Any]) -> None:
     from rich.table import Table
 
-    table = Table(title=title, show_header=False, title_justify="left")
+    table = Table(title=escape(title), show_header=False, title_justify="left")
     for key, value in rows.items():
-        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
-        table.add_row(key, shown)
-    Console().print(table)
+        shown = f"{value:.4f}" if isinstance(value, float) else escape(str(value))
+        table.add_row(escape(key), shown)
+    SafeConsole().print(table)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.markup import escape
+
 from cnnexp.ablate.plan import Arm, recipe_hash
 from cnnexp.ablate.spec import AblationSpec
 from cnnexp.console import emit_json, err
@@ -19,20 +21,20 @@ def dry_run(name: str, spec: AblationSpec, arms: list[Arm], json: bool) -> None:
         emit_json({"name": name, "mode": spec.mode, "seeds": spec.seeds, "arms": rows})
         return
     for row in rows:
-        err.print(f"[bold]{row['arm']}[/]: {' '.join(row['overrides']) or '(baseline as is)'}",
+        overrides = escape(" ".join(row["overrides"])) or "(baseline as is)"
+        err.print(f"[bold]{escape(row['arm'])}[/]: {overrides}",
                   highlight=False)
 
 
 def announce(name: str, spec: AblationSpec, arms: list[Arm]) -> None:
-    err.print(f"ablation [bold]{name}[/]: {len(arms)} arms × {spec.seeds} seed(s), "
+    err.print(f"ablation [bold]{escape(name)}[/]: {len(arms)} arms × {spec.seeds} seed(s), "
               f"{spec.mode}, {arms[0].recipe.train.epochs} epochs per run", highlight=False)
 
 
 def outcome(result: Any, quiet: bool) -> None:
     """The table on stdout; notes and where the files are on stderr unless -q."""
-    from rich.console import Console
-
     from cnnexp.ablate.table import rich_table
+    from cnnexp.console import SafeConsole as Console
 
     Console().print(rich_table(result.rows, result.info))
     if not quiet:

@@ -77,7 +77,7 @@ def ablate(args: Args = None,
     opts = Options(device=device_of(device), experiment=experiment,
                    out=Path(out) if out else None, retune=retune_lr, resume=resume,
                    progress=show_progress(json, quiet),
-                   say=(lambda msg: err.print(msg, highlight=False)) if chatty else
+                   say=(lambda msg: err.print(msg, highlight=False, markup=False)) if chatty else
                    (lambda _msg: None))
     try:
         outcome = run_ablation(name, plan, arms, opts)

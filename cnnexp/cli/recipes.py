@@ -21,8 +21,9 @@ def recipes_list(json: Json = False) -> None:
     if json:
         emit_json(found)
         return
-    from rich.console import Console
     from rich.table import Table
+
+    from cnnexp.console import SafeConsole as Console
 
     table = Table("group", "names", title="cnnexp recipes", title_justify="left")
     for folder, names in found.items():

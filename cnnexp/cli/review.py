@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from cnnexp.cli.app import Json, app, guarded_command
 from cnnexp.console import emit_json, err, quiet_libraries
@@ -88,5 +89,5 @@ def report(ref: Annotated[str | None, typer.Argument(
     if json:
         emit_json(result)
     else:
-        err.print(f"report on {result['subject']} ({len(result['runs'])} run(s)): "
-                  f"{result['out']}", highlight=False)
+        err.print(escape(f"report on {result['subject']} ({len(result['runs'])} run(s)): "
+                         f"{result['out']}"), highlight=False)

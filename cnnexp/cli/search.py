@@ -99,7 +99,7 @@ def search(args: Args = None,
     if json:
         emit_json(result)
     elif not quiet:
-        from rich.console import Console
+        from cnnexp.console import SafeConsole as Console
 
         render.render(result, Console())
     if result["best"] is None:

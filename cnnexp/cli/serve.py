@@ -72,7 +72,7 @@ def predict(model: Annotated[str, typer.Argument(
     for r in result.rows:
         table.add_row(escape(r.file), escape(r.top), f"{r.probability:.4f}",
                       escape(", ".join(f"{c} {p:.3f}" for c, p in r.topk)))
-    from rich.console import Console
+    from cnnexp.console import SafeConsole as Console
 
     Console().print(table)
     if csv:

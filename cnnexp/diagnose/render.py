@@ -7,8 +7,9 @@ from typing import Any
 
 def print_diagnosis(out: dict[str, Any]) -> None:
     """Human output: verdict, evidence table, remedies."""
-    from rich.console import Console
     from rich.table import Table
+
+    from cnnexp.console import SafeConsole as Console
 
     con = Console()
     colour = {"healthy": "green", "not_converged": "yellow"}.get(out["diagnosis"], "red")

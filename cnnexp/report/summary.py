@@ -52,17 +52,22 @@ def _ablation(r: dict[str, Any]) -> str:
     summary = json.loads(text)
     rows = summary.get("rows", [])
     base = rows[0] if rows else {}
-    head = (f"baseline {summary.get('metric', '')} {base.get('mean', math.nan):.4f} ± "
-            f"{base.get('std', math.nan):.4f} over {summary.get('seeds')} seeds")
+    head = (f"baseline {summary.get('metric', '')} {_number(base.get('mean')):.4f} ± "
+            f"{_number(base.get('std')):.4f} over {summary.get('seeds')} seeds")
     arms = [row for row in rows[1:] if isinstance(row.get("delta"), float)]
     shown = [f"{row['arm']}: {row['verdict']} ({row['delta'] * 100:+.2f} pp, "
-             f"p={row.get('p_value', math.nan):.2g})"
+             f"p={_number(row.get('p_value')):.2g})"
              for row in arms if row.get("verdict") in ("helps", "hurts", "diverged")]
     if shown:
         rest = len(arms) - len(shown)
         return (f"{head}; {'; '.join(shown)}"
                 + (f"; the other {rest} arm(s) within noise" if rest else ""))
     return f"{head}; none of the {len(arms)} arms differs from it beyond the noise"
+
+
+def _number(value: Any) -> float:
+    """A JSON number, NaN for null (summary.json writes NaN as null)."""
+    return float(value) if isinstance(value, (int, float)) else math.nan
 
 
 def _final(r: dict[str, Any]) -> str:

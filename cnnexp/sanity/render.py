@@ -24,15 +24,17 @@ def markdown(title: str, checks: Sequence[dict[str, Any]]) -> str:
 
 
 def print_table(title: str, checks: Sequence[dict[str, Any]], footer: str = "") -> None:
-    from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table("check", "verdict", "measured", "expected", "hint", title=title,
+    from cnnexp.console import SafeConsole as Console
+
+    table = Table("check", "verdict", "measured", "expected", "hint", title=escape(title),
                   title_justify="left", show_lines=True)
     for c in checks:
         style = STYLE.get(c["status"], "")
-        table.add_row(c["name"], f"[{style}]{c['status']}[/]", c["measured"], c["expected"],
-                      c["hint"])
+        table.add_row(escape(c["name"]), f"[{style}]{c['status']}[/]", escape(c["measured"]),
+                      escape(c["expected"]), escape(c["hint"]))
     console = Console()
     console.print(table)
     if footer:

@@ -195,7 +195,7 @@ def plan_budget(ref: str | None, overrides: Sequence[str], plan: Plan, opts: Sea
 
 
 def _stderr() -> Any:
-    from rich.console import Console
+    from cnnexp.console import SafeConsole as Console
 
     return Console(stderr=True)
 
