@@ -84,13 +84,20 @@ def _check_runs(model: nn.Module, spec: ModelSpec, name: str) -> None:
                        "(a detection or segmentation model?): pick a classifier such as resnet18")
 
 
+def check_zoo_name(name: str) -> None:
+    """BadInput unless torchvision has a classification model of this name."""
+    import torchvision
+
+    names = torchvision.models.list_models(module=torchvision.models)
+    if name not in names:
+        raise unknown("torchvision model", name, names)
+
+
 @MODELS.register("zoo")
 def zoo(cfg: ArchCfg, spec: ModelSpec) -> nn.Module:
     import torchvision
 
-    names = torchvision.models.list_models(module=torchvision.models)
-    if cfg.zoo_model not in names:
-        raise unknown("torchvision model", cfg.zoo_model, names)
+    check_zoo_name(cfg.zoo_model)
     extra = {"aux_logits": False, "init_weights": True} if cfg.zoo_model in _AUX_HEADS else {}
     model = torchvision.models.get_model(cfg.zoo_model, weights=None, **extra)
     if cfg.weights_path:

@@ -252,6 +252,13 @@ def _check_values(tree: dict[str, Any], path: str, param: Param) -> None:
         except ValidationError as exc:
             raise BadInput(f"search.space.{path}: value {value!r} is not valid "
                            f"({validation_message(exc, Recipe)})") from None
+        if path == "arch.zoo_model":  # a name the schema cannot check: torchvision's list
+            from cnnexp.models.zoo import check_zoo_name
+
+            try:
+                check_zoo_name(str(value))
+            except BadInput as exc:
+                raise BadInput(f"search.space.{path}: {exc}") from None
 
 
 def parse_trials(text: str | None, names: list[str]) -> dict[str, int]:
