@@ -19,6 +19,7 @@ from cnnexp.diagnose.log import log_classification, log_diagnosis, summary_field
 from cnnexp.diagnose.rules import diagnose_fit
 from cnnexp.engine import Callback, FitResult, fit
 from cnnexp.engine.checkpoint import Checkpointer
+from cnnexp.errors import BadInput, first_line
 from cnnexp.final import TestResult, evaluate_test, merged_train_val
 from cnnexp.models import ModelSpec, build_model
 from cnnexp.schema import Recipe
@@ -78,7 +79,16 @@ def resume(run_id: str, *, device: torch.device, log_model: bool = False, test: 
     process trains the run (tracking.lease)."""
     run = tracking.require_run(run_id)  # BadInput: no such run, or an ambiguous prefix
     with lease.held(run):
-        recipe, ckpt, refit = _checkpointed(run.run_id)
+        try:
+            recipe, ckpt, refit = _checkpointed(run.run_id)
+        except BadInput as exc:
+            # nobody trains it (we hold its lease) and it cannot go on: end it rather than
+            # leave it RUNNING for good
+            if tracking.run_status(run) == "RUNNING":
+                tracking.end_if_running(run.run_id, "FAILED", {T.REASON: f"not resumable: {exc}"})
+                raise BadInput(f"{exc}; the run was left RUNNING by a process that stopped: "
+                               "ended FAILED") from None
+            raise
         data = build_data(recipe)
         if test:
             data.test()
@@ -92,7 +102,6 @@ def resume(run_id: str, *, device: torch.device, log_model: bool = False, test: 
 def _checkpointed(run_id: str) -> tuple[Recipe, dict, bool]:
     """The run's recipe, last checkpoint and refit flag; BadInput when it has no checkpoint."""
     from cnnexp.engine.checkpoint import load
-    from cnnexp.errors import BadInput
     from cnnexp.recipe import load_recipe
     from cnnexp.tracking.store import client, download
 
@@ -100,14 +109,24 @@ def _checkpointed(run_id: str) -> tuple[Recipe, dict, bool]:
     with tempfile.TemporaryDirectory() as tmp:
         recipe_path = download(run_id, "recipe.yaml", Path(tmp))
         ckpt_path = download(run_id, CHECKPOINT, Path(tmp))
-        if recipe_path is None or ckpt_path is None:
+        if ckpt_path is None:
             raise BadInput(f"run '{run_id}' has no checkpoint to resume from (checkpoints are "
                            "saved by tracked runs every train.checkpoint_seconds, and deleted "
-                           "when a run ends by itself)")
-        return load_recipe(str(recipe_path)), load(ckpt_path), refit
+                           "once a run's outcome is recorded)")
+        if recipe_path is None:
+            raise BadInput(f"run '{run_id}' has a checkpoint but no recipe.yaml artifact to "
+                           "rebuild its model from")
+        try:
+            ckpt = load(ckpt_path)
+            if not isinstance(ckpt, dict) or "model" not in ckpt or "epoch" not in ckpt:
+                raise ValueError("not a cnnexp training checkpoint")
+        except Exception as exc:  # truncated, random bytes, a pickle payload (weights_only)
+            raise BadInput(f"run '{run_id}': its checkpoint {CHECKPOINT} is unreadable "
+                           f"({first_line(exc)})") from None
+        return load_recipe(str(recipe_path)), ckpt, refit
 
 
-def _checkpointer(rec: Recording, recipe: Recipe) -> list[Callback]:
+def _checkpointer(rec: Recording, recipe: Recipe) -> list[Checkpointer]:
     """Save into the run's artifact folder when it is local (atomic rename); else save to a
     temporary file and upload it as the artifact after each save."""
     if rec.run is None:
@@ -125,9 +144,9 @@ def _fit_recorded(rec: Recording, recipe: Recipe, data: DataBundle, device: torc
                   callbacks: Sequence[Callback], log_model: bool,
                   resume: dict | None = None, model: torch.nn.Module | None = None,
                   test: bool = False, register: str | None = None) -> dict[str, Any]:
+    saving = _checkpointer(rec, recipe)
     result = fit(recipe, data=data, device=device, resume=resume, model=model,
-                 callbacks=[*rec.callbacks(diagnose_fit), *_checkpointer(rec, recipe),
-                            *callbacks])
+                 callbacks=[*rec.callbacks(diagnose_fit), *saving, *callbacks])
     diag = rec.judged(result, diagnose_fit)
     tested = evaluate_test(result, data) if test and result.status != "diverged" else None
     if tested is not None:
@@ -143,6 +162,8 @@ def _fit_recorded(rec: Recording, recipe: Recipe, data: DataBundle, device: torc
         from cnnexp.serving.mlflow_model import log_model as log_mlflow_model
 
         logged = log_mlflow_model(rec.run, recipe, result, data, register)
+    for checkpointer in saving:  # kept until now: a kill before this point stays resumable
+        checkpointer.discard()
     return {"run_id": rec.run_id, "experiment_id": rec.experiment_id, **result.summary(),
             **summary_fields(diag), **({"test": tested.as_dict()} if tested else {}),
             **({"model": logged.as_dict()} if logged else {})}

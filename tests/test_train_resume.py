@@ -215,3 +215,83 @@ def test_two_resumes_at_once_one_is_refused(cli, mlflow_client, workdir: Path) -
     steps = [m.step for m in mlflow_client.get_metric_history(run_id, "val_loss")]
     assert sorted(steps) == list(range(1, 9))
     assert mlflow_client.get_run(run_id).info.status == "FINISHED"
+
+
+class _StopAfterLastEpoch:
+    """Interrupts between the last epoch and the run's recorded outcome (what a Ctrl-C or a
+    kill in that window does)."""
+
+    def __getattr__(self, name: str):
+        return lambda *args, **kwargs: None
+
+    def on_fit_end(self, state, result) -> None:
+        raise KeyboardInterrupt
+
+
+def _interrupted_after_training(workdir: Path, epochs: int = 3) -> str:
+    import torch
+
+    from cnnexp.recipe import load_recipe
+    from cnnexp.train import train
+
+    recipe = load_recipe("digits", [f"train.epochs={epochs}", "train.checkpoint_seconds=0",
+                                    "data.subset=300"])
+    with pytest.raises(KeyboardInterrupt):
+        train(recipe, device=torch.device("cpu"), test=True, callbacks=[_StopAfterLastEpoch()])
+    [ckpt] = workdir.glob("mlruns/*/*/artifacts/checkpoints/last.pt")
+    return ckpt.parents[2].name
+
+
+def test_a_run_stopped_after_its_last_epoch_keeps_its_checkpoint_and_resumes(
+        cli, mlflow_client, workdir: Path, one_thread) -> None:
+    run_id = _interrupted_after_training(workdir)
+    assert mlflow_client.get_run(run_id).info.status == "KILLED"
+    res = cli("train", "--resume", run_id, "--test", "--json")
+    assert res.exit_code == 0, res.stderr
+    out = res.json()
+    assert out["epochs"] == 3 and 0 < out["test"]["test_acc"] <= 1
+    run = mlflow_client.get_run(run_id)
+    assert run.info.status == "FINISHED" and "test_acc" in run.data.metrics
+    assert not list(workdir.glob("mlruns/*/*/artifacts/checkpoints/last.pt"))  # then freed
+
+
+def test_a_run_left_running_without_a_checkpoint_is_ended_failed(cli, mlflow_client,
+                                                                 workdir: Path) -> None:
+    from cnnexp import tracking
+    from cnnexp.tracking import Kind
+
+    # what SIGKILL before the first checkpoint leaves: a RUNNING run with its recipe only
+    run = tracking.start_run("digits", "killed early", tags={"cnnexp.kind": Kind.TRAIN.value})
+    run.log_text("name: digits\n", "recipe.yaml")
+    res = cli("train", "--resume", run.run_id, "--json")
+    assert res.exit_code == 2
+    assert "has no checkpoint" in res.stderr and "ended FAILED" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+    after = mlflow_client.get_run(run.run_id)
+    assert after.info.status == "FAILED"
+    assert after.data.tags["cnnexp.reason"].startswith("not resumable: run")
+    # once ended, a second try says so without changing it again
+    again = cli("train", "--resume", run.run_id)
+    assert again.exit_code == 2 and "ended FAILED" not in again.stderr
+
+
+@pytest.mark.parametrize("damage", ["truncated", "random", "empty", "other-arch"])
+def test_a_damaged_checkpoint_is_one_line_and_exit_2(cli, mlflow_client, workdir: Path,
+                                                     one_thread, damage: str) -> None:
+    run_id = _interrupted_after_training(workdir)
+    [ckpt] = workdir.glob(f"mlruns/*/{run_id}/artifacts/checkpoints/last.pt")
+    if damage == "truncated":
+        ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    elif damage == "random":
+        ckpt.write_bytes(os.urandom(5000))
+    elif damage == "empty":
+        ckpt.write_bytes(b"")
+    else:  # the run's recipe.yaml edited to another width: the weights no longer fit
+        [recipe] = workdir.glob(f"mlruns/*/{run_id}/artifacts/recipe.yaml")
+        recipe.write_text(recipe.read_text().replace("width: 32", "width: 16"))
+    res = cli("train", "--resume", run_id, "--json")
+    assert res.exit_code == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+    expected = "does not fit the model" if damage == "other-arch" else "is unreadable"
+    assert expected in lines[0]

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from cnnexp.engine.callbacks import Callback, FitState
+from cnnexp.errors import BadInput, first_line
 from cnnexp.files import replaced
 
 VERSION = 1
@@ -28,7 +29,12 @@ def capture(state: FitState) -> dict[str, Any]:
 
 def restore(ckpt: dict[str, Any], state: FitState) -> None:
     assert state.trainer is not None and state.progress is not None
-    state.trainer.load_state_dict(ckpt)
+    try:
+        state.trainer.load_state_dict(ckpt)
+    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+        # the run's recipe.yaml no longer describes the model that was saved
+        raise BadInput("the checkpoint does not fit the model its recipe.yaml builds "
+                       f"({first_line(exc)[:200]})") from None
     for key, value in ckpt["progress"].items():
         setattr(state.progress, key, tuple(value) if key == "best_key" and value else value)
     state.epoch = int(ckpt["epoch"])
@@ -49,8 +55,9 @@ class Checkpointer(Callback):
     """Saves the training state after an epoch when `every_seconds` have passed since the last
     save (0 = every epoch), after `before_save()` (e.g. wait until the epochs' metrics are in
     the store: a resume point implies its history is recorded), then calls `after_save(path)`
-    (e.g. upload to a remote store). Only interrupted runs keep their checkpoint; the file is
-    removed when fit ends."""
+    (e.g. upload to a remote store). The caller removes the file (`discard`) once the run's
+    outcome is recorded: a process killed between the last epoch and that record can still
+    be resumed."""
 
     def __init__(self, path: Path, every_seconds: float,
                  after_save: Callable[[Path], None] | None = None,
@@ -69,6 +76,6 @@ class Checkpointer(Callback):
             self.after_save(self.path)
         self.last = time.monotonic()
 
-    def on_fit_end(self, state: FitState, result: Any) -> None:
-        """A run that ended by itself needs no resume point: free the disk."""
+    def discard(self) -> None:
+        """A run whose outcome is recorded needs no resume point: free the disk."""
         self.path.unlink(missing_ok=True)
