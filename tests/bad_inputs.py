@@ -328,6 +328,11 @@ CASES: list[Case] = [
     # the tracking store itself (MLFLOW_TRACKING_URI): checked before any work, password hidden
     Case("store-unknown-scheme", "a tracking URI MLflow cannot use", ("train",),
          "tracking URI bogus://x: unknown scheme 'bogus'", env={"MLFLOW_TRACKING_URI": "bogus://x"}),
+    Case("store-folder", "a folder as tracking URI (MLflow's file store, in maintenance mode)",
+         ("train",), "use a database file instead, e.g. sqlite:///", env={"MLFLOW_TRACKING_URI": "runs"}),
+    Case("store-file-uri", "a file:// tracking URI", ("train",),
+         "tracking URI file:///tmp/runs: MLflow's folder store is in maintenance mode",
+         env={"MLFLOW_TRACKING_URI": "file:///tmp/runs"}),
     Case("store-not-a-database", "a tracking URI pointing at random bytes", ("train",),
          "junk.db is not a SQLite database", {"junk.db": bytes(range(256)) * 16},
          env={"MLFLOW_TRACKING_URI": "sqlite:///{dir}/junk.db"}),

@@ -91,16 +91,26 @@ def _check_form(uri: str) -> str:
     if len(scheme) > 1 and scheme.split("+")[0] not in SCHEMES:
         near = closest(scheme, [s for s in SCHEMES if s], n=1)
         hint = f"did you mean '{near[0]}'? " if near else ""
-        raise BadInput(f"tracking URI {shown(uri)}: unknown scheme '{scheme}' ({hint}use a "
-                       "path, sqlite:///FILE, http(s)://HOST:PORT or postgresql://USER@HOST/DB)")
+        raise BadInput(f"tracking URI {shown(uri)}: unknown scheme '{scheme}' ({hint}use "
+                       "sqlite:///FILE, http(s)://HOST:PORT or postgresql://USER@HOST/DB)")
+    if scheme in ("", "file") or len(scheme) == 1:  # a folder (or C:\ on Windows)
+        raise BadInput(f"tracking URI {shown(uri)}: MLflow's folder store is in maintenance "
+                       "mode and refuses new runs; use a database file instead, e.g. "
+                       f"sqlite:///{_folder_db(uri)}")
     if scheme == "sqlite" and sqlite_file(uri) is None:
         raise BadInput(f"tracking URI {shown(uri)}: an in-memory SQLite database keeps nothing "
                        "after the command ends (and MLflow cannot use it); use "
-                       "sqlite:///mlflow.db or a path")
+                       "sqlite:///mlflow.db (a file)")
     authority = uri.split("://", 1)[1].split("/", 1)[0] if "://" in uri else ""
     if authority.count("@") > 1:
         raise BadInput(f"tracking URI {shown(uri)}: its password holds '@': write it as %40")
     return scheme
+
+
+def _folder_db(uri: str) -> str:
+    """Where the database of a folder-store URI would live: FOLDER/mlflow.db."""
+    path = Path(uri[len("file://"):] if uri.startswith("file://") else uri).expanduser()
+    return str(path.resolve() / "mlflow.db") if path.suffix != ".db" else str(path.resolve())
 
 
 def sqlite_file(uri: str) -> Path | None:
