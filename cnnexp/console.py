@@ -64,10 +64,48 @@ def emit_json(obj: dict[str, Any]) -> None:
     _emitted = True
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where Ctrl-C's KeyboardInterrupt would be: every command then
+    stops the same way for all three (runs ended KILLED and resumable, --json's one object),
+    and exits 128 + the signal's number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+STOP_SIGNALS = ("SIGTERM", "SIGHUP")
+
+
+@contextmanager
+def stop_signals_as_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise Terminated in the main thread for the block's duration."""
+    import signal
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated(signum)
+
+    old = {}
+    for name in STOP_SIGNALS:
+        sig = getattr(signal, name, None)
+        if sig is None:  # no SIGHUP on Windows
+            continue
+        try:
+            old[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread: leave the process's handlers alone
+            break
+    try:
+        yield
+    finally:
+        for sig, previous in old.items():
+            signal.signal(sig, previous)
+
+
 def guarded(fn: Callable[[], T], json_mode: bool = False) -> T:
     """Run a command body; bad input -> one line + exit 2, a failed check or run (the disk or
-    the tracking store failing under it included) -> exit 1, Ctrl-C -> exit 130. No traceback
-    for any of them, and no password in the line.
+    the tracking store failing under it included) -> exit 1, Ctrl-C -> exit 130, SIGTERM ->
+    143, SIGHUP -> 129 (the same stop as Ctrl-C). No traceback for any of them, and no
+    password in the line.
 
     With --json, a command that ends this way without having printed its result prints
     `{"error": LINE, "exit_code": N}` on stdout, so stdout always holds exactly one object."""
@@ -76,13 +114,19 @@ def guarded(fn: Callable[[], T], json_mode: bool = False) -> T:
     global _emitted
     _emitted = False
     try:
-        return fn()
+        with stop_signals_as_interrupt():
+            return fn()
     except (typer.Exit, typer.Abort):
         raise  # the command chose its exit code
     except BadInput as exc:
         _fail("error", str(exc), 2, json_mode)
     except CheckFailed as exc:
         _fail("failed", str(exc), 1, json_mode)
+    except Terminated as exc:
+        import signal
+
+        _fail("interrupted", f"stopped by {signal.Signals(exc.signum).name}", 128 + exc.signum,
+              json_mode)
     except KeyboardInterrupt:
         _fail("interrupted", "", 130, json_mode)
     except Exception as exc:

@@ -174,9 +174,8 @@ def record_test(rec: Recording, tested: TestResult, classes: list[str]) -> None:
     (its figure is drawn off the training path, by cnnexp.diagnose.figures)."""
     if not rec.active:
         return
-    from cnnexp.diagnose.plots import confusion_counts, confusion_csv
+    from cnnexp.diagnose.plots import log_confusion
 
     rec.log_metrics({k: v for k, v in tested.as_dict().items() if isinstance(v, (int, float))})
     rec.set_tags({T.TESTED_WEIGHTS: tested.weights, T.TEST_SPLIT: tested.origin})
-    cm = confusion_counts(tested.logits, tested.labels, len(classes))
-    rec.log_text(confusion_csv(cm, classes), "test/confusion_matrix.csv")
+    log_confusion(rec, tested.logits, tested.labels, classes, "test")

@@ -34,7 +34,7 @@ def log_classification(r: Any, result: Any, k: int = 16) -> dict[str, Any]:
     validation predictions; their figures are drawn off the training path
     (cnnexp.diagnose.figures). Skipped (empty dict) for a diverged run or one without
     validation data."""
-    from cnnexp.diagnose.plots import confusion_counts, confusion_csv, top_losses
+    from cnnexp.diagnose.plots import log_confusion, top_losses
 
     trainer = result.trainer
     if result.status == "diverged" or trainer.data.n_val == 0:
@@ -42,10 +42,9 @@ def log_classification(r: Any, result: Any, k: int = 16) -> dict[str, Any]:
     logits, labels = trainer.predict_logits()
     logits, labels = logits.float().cpu(), labels.cpu()
     classes = list(trainer.data.classes)
-    cm = confusion_counts(logits, labels, len(classes))
-    r.log_text(confusion_csv(cm, classes), "classification/confusion_matrix.csv")
+    cm = log_confusion(r, logits, labels, classes, "classification")
     rows = top_losses(logits, labels, k)
     named = [{**row, "true_name": classes[row["true"]], "pred_name": classes[row["pred"]]}
              for row in rows]
     r.log_text(json.dumps(named, indent=2), "classification/top_losses.json")
-    return {"confusion": cm.tolist(), "top_losses": named}
+    return {"confusion": cm.tolist() if cm is not None else None, "top_losses": named}

@@ -95,6 +95,42 @@ def confusion_csv(cm: torch.Tensor, classes: Sequence[str]) -> str:
     return buf.getvalue()
 
 
+MAX_MATRIX_CLASSES = 200  # above: the most confused pairs, not a C x C matrix (C^2 cells)
+
+
+def confused_pairs_csv(logits: torch.Tensor, labels: torch.Tensor, classes: Sequence[str],
+                       k: int = 100) -> str:
+    """The k most frequent (true, predicted) mistakes with their counts, computed from the
+    mistakes themselves (no C x C matrix: 10,000 classes would make it 800 MB)."""
+    import csv
+    import io
+
+    pred = logits.argmax(1)
+    wrong = pred != labels
+    pairs, counts = torch.unique(torch.stack([labels[wrong], pred[wrong]], 1), dim=0,
+                                 return_counts=True)
+    order = counts.argsort(descending=True)[:k].tolist()
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["true", "predicted", "count"])
+    for i in order:
+        t, p = pairs[i].tolist()
+        w.writerow([classes[t], classes[p], int(counts[i])])
+    return buf.getvalue()
+
+
+def log_confusion(r: Any, logits: torch.Tensor, labels: torch.Tensor, classes: Sequence[str],
+                  folder: str) -> torch.Tensor | None:
+    """FOLDER/confusion_matrix.csv (its figure is drawn later), or, with more than
+    MAX_MATRIX_CLASSES classes, FOLDER/confused_pairs.csv; returns the matrix when made."""
+    if len(classes) > MAX_MATRIX_CLASSES:
+        r.log_text(confused_pairs_csv(logits, labels, classes), f"{folder}/confused_pairs.csv")
+        return None
+    cm = confusion_counts(logits, labels, len(classes))
+    r.log_text(confusion_csv(cm, classes), f"{folder}/confusion_matrix.csv")
+    return cm
+
+
 def top_losses(logits: torch.Tensor, labels: torch.Tensor, k: int = 16
                ) -> list[dict[str, Any]]:
     """The k validation examples with the highest loss: index, true, predicted, p(pred)."""

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-from collections.abc import Iterator
 from typing import Any
 
 from cnnexp.search.config import Plan
@@ -15,21 +14,11 @@ from cnnexp.search.monitor import Monitor
 from cnnexp.search.worker import WorkerArgs, worker_main
 
 
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """`kill PID` stops a search as cleanly as Ctrl-C does."""
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
+def sigterm_as_interrupt() -> contextlib.AbstractContextManager[None]:
+    """`kill PID` (or a closed terminal's SIGHUP) stops a search as cleanly as Ctrl-C does."""
+    from cnnexp.console import stop_signals_as_interrupt
 
-    try:
-        old = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
+    return stop_signals_as_interrupt()
 
 
 def run_processes(plan: Plan, opts: Any, devices: list[str], monitor: Monitor) -> None:

@@ -123,7 +123,7 @@ class Run:
 
     def describe(self, markdown: str) -> None:
         """The run description the MLflow UI shows on the run page."""
-        self.client.set_tag(self.run_id, T.NOTE, markdown)
+        self.client.set_tag(self.run_id, T.NOTE, fit_note(markdown))
 
     def log_text(self, text: str, path: str) -> None:
         self.client.log_text(self.run_id, text, path)
@@ -198,6 +198,20 @@ def _terminate_quietly(handle: Run, status: str) -> bool:
         return False
 
 
+NOTE_LIMIT = 8000  # MLflow cuts a tag value (the description is one) at 8,000 characters
+
+
+def fit_note(markdown: str, limit: int = NOTE_LIMIT) -> str:
+    """A description MLflow keeps whole: an over-long one loses its middle, not its end (the
+    results and the diagnosis come last; a long recipe description comes first)."""
+    if len(markdown) <= limit:
+        return markdown
+    marker = f"\n\n… ({{}} characters cut: MLflow keeps {limit} in a description) …\n\n"
+    head = 1000
+    cut = len(markdown) - limit + len(marker.format(len(markdown)))  # the tail fills the rest
+    return markdown[:head] + marker.format(cut) + markdown[head + cut:]
+
+
 # Runs that outlive one process (search: a stage run is created by one worker and ended by
 # whichever worker finishes the stage; a study's parent run is reopened on --resume).
 def start_run(experiment: str, name: str, *, parent: Run | None = None,
@@ -209,7 +223,7 @@ def start_run(experiment: str, name: str, *, parent: Run | None = None,
     if parent:
         all_tags[T.PARENT] = parent.run_id
     if description:
-        all_tags[T.NOTE] = description
+        all_tags[T.NOTE] = fit_note(description)
     try:
         created = c.create_run(exp_id, run_name=name, tags=all_tags)
     except Exception as exc:
