@@ -23,6 +23,16 @@ class Case:
     env: dict[str, str] = field(default_factory=dict)
 
 
+def _png(side: int) -> bytes:
+    from io import BytesIO
+
+    from PIL import Image
+
+    buf = BytesIO()
+    Image.new("RGB", (side, side), (200, 10, 10)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def _imagefolder(extra: dict[str, str | bytes]) -> dict[str, str | bytes]:
     from io import BytesIO
 
@@ -223,6 +233,13 @@ CASES: list[Case] = [
          ("train", "data=imagefolder", "data.path=photos"), "data.path 'photos' is not a folder"),
     Case("imagefolder-empty", "empty image folder", ("train", "data=imagefolder", "data.path=e"),
          "holds no images", {"e/a/.keep": "", "e/b/.keep": ""}),
+    Case("imagefolder-one-class", "only one class folder holds images",
+         ("train", "data=imagefolder", "data.path=one"),
+         "only class folder 'a' holds images; a classifier needs at least 2",
+         {f"one/a/{i}.png": _png(8) for i in range(10)} | {"one/b/.keep": ""}),
+    Case("imagefolder-one-pixel", "1-px-wide images with data.resize=null",
+         ("train", "data=imagefolder", "data.path=tiny", "data.resize=null"),
+         "1 px wide: set data.resize", {f"tiny/{c}/{i}.png": _png(1) for c in "ab" for i in range(4)}),
     Case("imagefolder-corrupt", "corrupt image", ("train", "data=imagefolder", "data.path=imgs"),
          "unreadable image imgs/a/bad.png", _imagefolder({"imgs/a/bad.png": CORRUPT_PNG})),
     Case("imagefolder-truncated-jpeg", "truncated JPEG (verifies, fails only when decoded)",

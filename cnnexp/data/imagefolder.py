@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -32,11 +33,27 @@ class ImageFiles(torch.utils.data.Dataset):
         from PIL import Image
 
         with Image.open(self.files[i]) as im:
+            im = _eight_bit(im)
             im = im.convert("RGB" if self.channels == 3 else "L")
             im = im.resize((self.size, self.size), Image.BILINEAR)
             x = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8)
         return x.view(self.size, self.size, self.channels).permute(2, 0, 1).contiguous(), \
             self.labels[i]
+
+
+def _eight_bit(im: Any) -> Any:
+    """16-bit greyscale (PNG mode I;16 or I) scaled to 8 bits: Pillow's convert("L") clips it
+    at 255, which turns nearly every pixel white."""
+    if not im.mode.startswith("I"):
+        return im
+    import numpy as np
+    from PIL import Image
+
+    wide = np.asarray(im, dtype=np.float64)
+    return Image.fromarray(np.clip(np.rint(wide / 257.0), 0, 255).astype(np.uint8), "L")
+
+
+MIN_SIDE = 8  # below this a network has nothing to convolve; set data.resize
 
 
 def _images_in(folder: Path) -> list[Path]:
@@ -49,7 +66,11 @@ def _scan(root: Path) -> tuple[list[Path], list[int], list[str]]:
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     per_class = [_images_in(root / name) for name in classes]
     kinds = ", ".join(sorted(EXTENSIONS))
-    if sum(1 for found in per_class if found) < 2:
+    filled = [name for name, found in zip(classes, per_class, strict=True) if found]
+    if len(filled) == 1:
+        raise BadInput(f"data.path '{root}': only class folder '{filled[0]}' holds images; a "
+                       f"classifier needs at least 2 class folders with {kinds} files")
+    if not filled:
         raise BadInput(f"data.path '{root}' holds no images in class sub-folders "
                        f"(need at least 2 class folders with {kinds} files)")
     empty = [name for name, found in zip(classes, per_class, strict=True) if not found]
@@ -106,8 +127,12 @@ def imagefolder(cfg: DataCfg) -> DataBundle:
     split_folders = (root / "train").is_dir() and (root / "test").is_dir()
     files, labels, classes = _scan(root / "train" if split_folders else root)
     width, mode = _check_images(files)
+    if not cfg.resize and width < MIN_SIDE:
+        raise BadInput(f"data.path '{root}': data.resize is null, so images take the first "
+                       f"image's size, and {files[0].name} is {width} px wide: set "
+                       "data.resize (e.g. data.resize=32)")
     size = cfg.resize or width
-    channels = 1 if mode in ("L", "1", "I;16") else 3
+    channels = 1 if mode in ("L", "1") or mode.startswith("I") else 3
     y = torch.tensor(labels)
     if split_folders:
         test_files, test_labels = _official_test(root, classes)

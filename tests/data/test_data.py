@@ -173,3 +173,20 @@ def test_imagefolder_uses_a_test_folder_as_the_test_split(tmp_path) -> None:
     _write_image(tmp_path / "test" / "birds" / "0.png", "RGB", "PNG")
     with pytest.raises(BadInput, match="test/ has class folder 'birds' that train/ does not"):
         build_data(load_recipe("digits", ["data=imagefolder", f"data.path={tmp_path}"]))
+
+
+def test_sixteen_bit_greyscale_is_scaled_not_clipped(tmp_path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    for c, level in (("dark", 8000), ("light", 56000)):  # both > 255: convert("L") clips both
+        (tmp_path / c).mkdir()
+        for i in range(4):
+            Image.fromarray(np.full((8, 8), level, dtype=np.uint16)).save(tmp_path / c / f"{i}.png")
+    data = build_data(load_recipe("digits", ["data=imagefolder", f"data.path={tmp_path}",
+                                             "data.resize=null", "data.test_fraction=0",
+                                             "data.val_fraction=0.25"]))
+    assert data.channels == 1
+    x, y = data.train_set[0]
+    expected = {0: round(8000 / 257), 1: round(56000 / 257)}[y]  # classes sorted: dark, light
+    assert int(x.max()) == int(x.min()) == expected
