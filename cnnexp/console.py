@@ -109,7 +109,7 @@ def guarded(fn: Callable[[], T], json_mode: bool = False) -> T:
 
     With --json, a command that ends this way without having printed its result prints
     `{"error": LINE, "exit_code": N}` on stdout, so stdout always holds exactly one object."""
-    from cnnexp.errors import BadInput, CheckFailed, environment_failure
+    from cnnexp.errors import BadInput, CheckFailed, environment_failure, memory_failure
 
     global _emitted
     _emitted = False
@@ -130,6 +130,9 @@ def guarded(fn: Callable[[], T], json_mode: bool = False) -> T:
     except KeyboardInterrupt:
         _fail("interrupted", "", 130, json_mode)
     except Exception as exc:
+        no_memory = memory_failure(exc)  # the recipe asked for more than the machine has
+        if no_memory:
+            _fail("error", no_memory, 2, json_mode)
         reason = environment_failure(exc)
         if reason is None:
             raise  # a bug: the traceback is what a report needs

@@ -134,6 +134,23 @@ _IO_WORDS = ("database or disk is full", "readonly database", "read-only", "disk
              "api request to", "max retries exceeded", "connection refused")
 
 
+_NO_MEMORY = ("can't allocate memory", "not enough memory", "out of memory",
+              "DefaultCPUAllocator", "std::bad_alloc")
+
+
+def memory_failure(exc: BaseException) -> str | None:
+    """A one-line reason when `exc` is an allocation the machine could not make (values the
+    schema accepts can still ask for terabytes: arch.width=4096, data.resize=1024,
+    data.num_samples=10**9), else None."""
+    for e in _chain(exc):
+        if isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError" or (
+                isinstance(e, RuntimeError) and any(m in str(e) for m in _NO_MEMORY)):
+            return ("out of memory: this recipe needs more memory than the machine has "
+                    f"({first_line(e)[:160]}); lower train.batch_size, arch.width, "
+                    "data.resize, data.image_size or data.num_samples")
+    return None
+
+
 def environment_failure(exc: BaseException) -> str | None:
     """A one-line reason when `exc` is the machine's or the tracking store's fault (disk full, a
     read-only file system or database, a file that is not a database, a server gone), else

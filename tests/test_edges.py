@@ -64,3 +64,22 @@ def test_a_long_recipe_description_keeps_the_run_results(cli, mlflow_client) -> 
     assert res.exit_code == 0, res.stderr
     note = mlflow_client.get_run(res.json()["run_id"]).data.tags["mlflow.note.content"]
     assert len(note) <= NOTE_LIMIT and "**Test**: test_acc" in note
+
+
+def test_an_allocation_the_machine_cannot_make_is_one_line_exit_2(capsys) -> None:
+    import typer
+
+    from cnnexp.console import guarded
+    from cnnexp.errors import memory_failure
+
+    def allocate() -> None:
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: "
+                           "not enough memory: you tried to allocate 68719476736 bytes.")
+
+    assert memory_failure(ValueError("x")) is None
+    with pytest.raises(typer.Exit) as stop:
+        guarded(allocate, json_mode=True)
+    assert stop.value.exit_code == 2
+    out = capsys.readouterr()
+    assert '"exit_code": 2' in out.out and "out of memory" in out.out
+    assert "Traceback" not in out.err

@@ -148,6 +148,10 @@ def from_arrays(name: str, x: torch.Tensor, y: torch.Tensor, classes: list[str],
     `test` is the data set's official test split; without one, `test_fraction` of the images
     is held out (stratified, fixed seed) before the train/val split."""
     if resize:
+        from cnnexp.data.memory import check_images_fit
+
+        total = len(x) + (len(test[0]) if test is not None else 0)
+        check_images_fit(total, x.shape[1], resize, f"data.resize={resize}")
         x = resize_uint8(x, resize)
     if test is not None:
         tx = resize_uint8(test[0], resize) if resize else test[0]

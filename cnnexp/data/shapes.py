@@ -11,6 +11,7 @@ import math
 import torch
 
 from cnnexp.data.bundle import DataBundle, from_arrays
+from cnnexp.data.memory import check_images_fit
 from cnnexp.data.registry import DATASETS
 from cnnexp.errors import BadInput
 from cnnexp.schema import DataCfg
@@ -78,6 +79,8 @@ def shapes(cfg: DataCfg) -> DataBundle:
     if cfg.num_classes > 10 * MAX_HUES:
         raise BadInput(f"shapes supports at most {10 * MAX_HUES} classes (got data.num_classes="
                        f"{cfg.num_classes})")
+    check_images_fit(cfg.num_samples, 3, max(cfg.image_size, cfg.resize or 0),
+                     f"data.num_samples={cfg.num_samples} at data.image_size={cfg.image_size}")
     gen = torch.Generator().manual_seed(1000 + cfg.split_seed)
     labels = torch.arange(cfg.num_samples) % cfg.num_classes
     labels = labels[torch.randperm(cfg.num_samples, generator=gen)]
