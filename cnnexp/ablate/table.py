@@ -140,12 +140,27 @@ def rich_table(rows: Sequence[Row], info: TableInfo) -> Any:
     return table
 
 
-def bar_chart(rows: Sequence[Row], info: TableInfo) -> Any:
-    """Each arm's seeds as dots and its mean ± std as a bar, against the baseline's band.
+def delta_interval(row: Row, other: Row, level: float = 0.95) -> float:
+    """Half-width of the Welch interval of `row.mean - other.mean` (NaN below 2 seeds a side):
+    the same test the verdict's p-value comes from."""
+    if row.n < 2 or other.n < 2 or not (math.isfinite(row.std) and math.isfinite(other.std)):
+        return math.nan
+    va, vb = row.std ** 2 / row.n, other.std ** 2 / other.n
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return 0.0
+    df = (va + vb) ** 2 / (va ** 2 / (row.n - 1) + vb ** 2 / (other.n - 1))
+    from scipy import stats
 
-    Zoomed to the arms near the baseline (differences of a few points stay visible); an arm
-    far outside (e.g. one stuck at chance) is drawn as a marker at the edge with its value,
-    instead of stretching the axis until nothing else can be read."""
+    return float(stats.t.ppf(0.5 + level / 2, df)) * se
+
+
+def bar_chart(rows: Sequence[Row], info: TableInfo) -> Any:
+    """Every arm's difference from what it is compared with (the baseline; the previous arm
+    in cumulative mode) with its 95% interval, one row per arm, on an axis that is linear
+    near zero and logarithmic beyond: a -53 pp arm and a -0.5 pp arm are both readable, and
+    none is zoomed off the chart. Arms whose difference is significant are filled and
+    coloured (helps green, hurts red); the others are hollow grey."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -154,60 +169,47 @@ def bar_chart(rows: Sequence[Row], info: TableInfo) -> Any:
     from cnnexp.plotstyle import plain_text
 
     plain_text()  # arm labels are user text: `$` is a dollar sign, not math
-    scale = 100.0 if _is_acc(info.metric) else 1.0
-    fig = Figure(figsize=(max(5.0, 1.3 * len(rows) + 1.5), 4.2), layout="constrained")
+    scale, unit = (100.0, " pp") if _is_acc(info.metric) else (1.0, "")
+    by_name = {r.arm: r for r in rows}
+    arms = list(rows[1:])
+    fig = Figure(figsize=(8.0, 0.55 * max(len(arms), 1) + 2.0), layout="constrained")
     ax = fig.add_subplot()
-    base = rows[0] if rows and rows[0].n else None
-    lo, hi = _zoom(rows, scale)
-    colours = ["#555555"] + [{"helps": "#2a9d4b", "hurts": "#d1495b"}.get(r.verdict, "#4c78a8")
-                             for r in rows[1:]]
-    if base is not None:
-        b, s = base.mean * scale, (base.std * scale if math.isfinite(base.std) else 0.0)
-        ax.axhspan(b - s, b + s, color="#999999", alpha=0.18, lw=0, label="baseline ± std")
-        ax.axhline(b, color="#444444", ls="--", lw=1)
-    for i, (r, colour) in enumerate(zip(rows, colours, strict=True)):
-        seeds = [v * scale for v in r.values]
-        inside = [v for v in seeds if lo <= v <= hi]
-        ax.scatter([i + 0.12] * len(inside), inside, color="black", s=12, zorder=3)
-        if not r.n:
-            ax.annotate("diverged", (i, lo), ha="center", va="bottom", color="#d1495b",
-                        fontsize=8)
+    spans: list[float] = []
+    for j, r in enumerate(arms):
+        y = len(arms) - 1 - j
+        other = by_name.get(r.compared_to, rows[0])
+        if not r.n or not math.isfinite(r.delta):
+            ax.annotate("diverged" if r.diverged else "n/a", (0, y), ha="center", va="center",
+                        color="#d1495b", fontsize=9)
             continue
-        mean = r.mean * scale
-        err = r.std * scale if math.isfinite(r.std) else 0.0
-        if lo <= mean <= hi:
-            ax.errorbar([i], [mean], yerr=[err], fmt="o", color=colour, ms=7, capsize=5, lw=2)
-        else:  # far outside the zoom: a marker at the edge saying where it is
-            edge = lo if mean < lo else hi
-            ax.scatter([i], [edge], marker="v" if mean < lo else "^", color=colour, s=70)
-            ax.annotate(f"{mean:.1f}{'%' if scale > 1 else ''}", (i, edge),
-                        textcoords="offset points", xytext=(0, 8 if mean < lo else -14),
-                        ha="center", fontsize=8, color=colour)
-        if r.diverged:
-            ax.annotate(f"{r.diverged} diverged", (i, hi), ha="center", va="top",
-                        color="#d1495b", fontsize=8)
-    ax.set_ylim(lo, hi)
-    ax.set_xticks(list(range(len(rows))), [r.arm for r in rows], rotation=20, ha="right")
-    ax.set_ylabel(f"{info.metric}{' (%)' if scale > 1 else ''}: seeds, mean ± std")
-    ax.set_title(info.title, fontsize=10)
-    ax.grid(axis="y", alpha=0.3)
+        d, half = r.delta * scale, delta_interval(r, other) * scale
+        significant = r.verdict in ("helps", "hurts")
+        colour = {"helps": "#2a9d4b", "hurts": "#d1495b"}.get(r.verdict, "#777777")
+        ax.errorbar([d], [y], xerr=[half] if math.isfinite(half) else None, fmt="o",
+                    color=colour, mfc=colour if significant else "white", ms=8, capsize=4,
+                    lw=2)
+        p = f", p={r.p_value:.2g}" if math.isfinite(r.p_value) else ""
+        ax.annotate(f"{d:+.2f}{unit}{p}" + (f" ({r.diverged} diverged)" if r.diverged else ""),
+                    (d, y), textcoords="offset points", xytext=(0, 9), ha="center",
+                    fontsize=8, color=colour)
+        spans += [abs(d) + (half if math.isfinite(half) else 0.0)]
+        if math.isfinite(half):
+            spans.append(half)
+    ax.axvline(0, color="#444444", lw=1)
+    widths = [delta_interval(r, by_name.get(r.compared_to, rows[0])) * scale for r in arms]
+    finite = [w for w in widths if math.isfinite(w) and w > 0]
+    # linear within about one interval of zero, so noise-sized effects are not stretched
+    ax.set_xscale("symlog", linthresh=max(min(finite) if finite else 0.5, 1e-3 * scale))
+    reach = max(spans, default=1.0) * 1.3 or 1.0
+    ax.set_xlim(-reach, reach)
+    ax.set_ylim(-0.7, len(arms) - 0.3)
+    ax.set_yticks(list(range(len(arms) - 1, -1, -1)), [r.arm for r in arms])
+    base = rows[0] if rows else None
+    percent = " %" if scale > 1 else ""
+    what = (f"vs {base.arm} {base.mean * scale:.2f} ± {base.std * scale:.2f}{percent}"
+            if base is not None and base.n and math.isfinite(base.mean) else "")
+    ax.set_xlabel(f"Δ {info.metric} ({unit.strip() or 'difference'}), 95% interval; "
+                  "filled: significant")
+    ax.set_title(f"{info.title}\n{what}".strip(), fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
     return fig
-
-
-def _zoom(rows: Sequence[Row], scale: float) -> tuple[float, float]:
-    """The y-range: every seed of the arms whose mean lies near the baseline's (within 5
-    points or 10 baseline stds), padded; accuracies stay within [0, 100]."""
-    finished = [r for r in rows if r.n]
-    if not finished:
-        return (0.0, 100.0) if scale > 1 else (0.0, 1.0)
-    b = finished[0].mean
-    spread = finished[0].std if math.isfinite(finished[0].std) else 0.0
-    near = max(10 * spread, 0.05 if scale > 1 else 0.05 * abs(b) + 1e-9)
-    close = [r for r in finished if abs(r.mean - b) <= near] or finished[:1]
-    values = [v * scale for r in close for v in r.values if math.isfinite(v)]
-    lo, hi = min(values), max(values)
-    pad = max((hi - lo) * 0.25, 0.25 if scale > 1 else 0.005)
-    lo, hi = lo - pad, hi + pad
-    if scale > 1:
-        lo, hi = max(lo, 0.0), min(hi, 100.0)
-    return lo, hi

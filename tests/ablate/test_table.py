@@ -60,7 +60,24 @@ def test_html_csv_and_chart(tmp_path: Path) -> None:
     fig = bar_chart(rows, info)
     fig.savefig(tmp_path / "c.png")
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
-    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["start", "+bn", "+aug", "+reg"]
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["+bn", "+aug", "+reg"]  # top to bottom
+
+
+def test_chart_holds_a_huge_and_a_small_effect_and_marks_significance(tmp_path: Path) -> None:
+    rows = summarize([("baseline", _seeds([0.75, 0.752, 0.748])),
+                      ("no batchnorm", _seeds([0.21, 0.22, 0.215])),   # -53 pp, significant
+                      ("with shifts", _seeds([0.745, 0.738, 0.75]))])  # -0.6 pp, noise
+    fig = bar_chart(rows, _info())
+    ax = fig.axes[0]
+    lo, hi = ax.get_xlim()
+    assert lo <= -53.5 and hi >= 53.5  # nothing zoomed off the chart
+    assert ax.get_xscale() == "symlog"
+    lines = [line for line in ax.get_lines() if len(line.get_xdata()) == 1]
+    face = {round(float(line.get_xdata()[0])): line.get_markerfacecolor() for line in lines}
+    assert face[-54] != "white" and face[-1] == "white"  # filled = significant
+    texts = [t.get_text() for t in ax.texts]
+    assert any(t.startswith("-53.") and "p=" in t for t in texts), texts
+    fig.savefig(tmp_path / "c.png")
 
 
 def test_diagnosis_column_summarises_the_seeds() -> None:
