@@ -155,6 +155,15 @@ def delta_interval(row: Row, other: Row, level: float = 0.95) -> float:
     return float(stats.t.ppf(0.5 + level / 2, df)) * se
 
 
+def _thinned(ticks: list[float], most: int = 11) -> list[float]:
+    """At most `most` ticks, keeping 0 and the outermost, dropping from the middle of each
+    side (on a symlog axis the small ones crowd together)."""
+    side = [t for t in ticks if t > 0]
+    while len(side) * 2 + 1 > most:
+        side = side[1::2] if len(side) > 2 else side[-1:]
+    return sorted({0.0, *side, *[-t for t in side]})
+
+
 def bar_chart(rows: Sequence[Row], info: TableInfo) -> Any:
     """Every arm's difference from what it is compared with (the baseline; the previous arm
     in cumulative mode) with its 95% interval, one row per arm, on an axis that is linear
@@ -164,6 +173,7 @@ def bar_chart(rows: Sequence[Row], info: TableInfo) -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.ticker
     from matplotlib.figure import Figure
 
     from cnnexp.plotstyle import plain_text
@@ -199,9 +209,16 @@ def bar_chart(rows: Sequence[Row], info: TableInfo) -> Any:
     widths = [delta_interval(r, by_name.get(r.compared_to, rows[0])) * scale for r in arms]
     finite = [w for w in widths if math.isfinite(w) and w > 0]
     # linear within about one interval of zero, so noise-sized effects are not stretched
-    ax.set_xscale("symlog", linthresh=max(min(finite) if finite else 0.5, 1e-3 * scale))
+    linthresh = max(min(finite) if finite else 0.5, 1e-3 * scale)
+    ax.set_xscale("symlog", linthresh=linthresh)
     reach = max(spans, default=1.0) * 1.3 or 1.0
     ax.set_xlim(-reach, reach)
+    # plain tick labels (mathtext is off for user text, and symlog's defaults are mathtext)
+    steps = [m * 10.0 ** e for e in range(-3, 4) for m in (1, 2, 5)]
+    ticks = sorted({0.0, *[sign * t for t in steps for sign in (-1, 1) if t <= reach]})
+    shown = [t for t in ticks if t == 0 or abs(t) >= linthresh / 2]
+    ax.set_xticks(_thinned(shown), [f"{t:+g}" if t else "0" for t in _thinned(shown)])
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax.set_ylim(-0.7, len(arms) - 0.3)
     ax.set_yticks(list(range(len(arms) - 1, -1, -1)), [r.arm for r in arms])
     base = rows[0] if rows else None
