@@ -90,8 +90,16 @@ def top_of(rec: dict[str, Any]) -> dict[str, Any]:
 def _experiment(exp_id: str, name: str) -> Subject:
 
     runs = [r for r in query.runs_in(exp_id) if not r["parent_id"] and _kind(r) in REPORTED]
+    # a recipe's search and ablation live in experiments of their own (the study's, the
+    # ablation's): found by the recipe they started from
+    mine = {r["run_id"] for r in runs}
+    if "'" not in name and "\\" not in name:  # a name MLflow's filter can quote as is
+        runs += [r for r in query.recent_runs(f"tags.`{T.RECIPE}` = '{name}'")
+                 if not r["parent_id"] and _kind(r) in ("search", "ablation", "sanity")
+                 and r["run_id"] not in mine]
     if not runs:
         raise BadInput(f"experiment '{name}' has no cnnexp runs to report")
+    runs.sort(key=lambda r: -(r["start_time"] or 0))
     return Subject(f"experiment {name}", exp_id, runs, whole=True)
 
 
@@ -126,10 +134,12 @@ def build(ref: str | None, out: Path | None = None, log: bool = True) -> dict[st
                          ("ablation", S.ablation), ("train", S.train)):
         sections += [render(r) for r in by_kind[kind]]
     counts = ", ".join(f"{len(v)} {k}" for k, v in by_kind.items() if v)
+    names = dict(query.experiments())
+    held = sorted({names.get(r["experiment_id"], r["experiment_id"]) for r in subject.runs})
     html = H.page(f"cnnexp report: {subject.title}",
-                  f"Tracking store `{store.shown_uri()}`, experiment id "
-                  f"{subject.experiment_id}; {counts}; generated "
-                  f"{time.strftime('%Y-%m-%d %H:%M')}.", sections)
+                  f"Tracking store `{store.shown_uri()}`; "
+                  f"{'experiments' if len(held) > 1 else 'experiment'} {', '.join(held)}; "
+                  f"{counts}; generated {time.strftime('%Y-%m-%d %H:%M')}.", sections)
     name = f"{slug(subject.title)}.html"
     path = out or Path("outputs") / "report" / name
     if path.is_dir():

@@ -46,6 +46,13 @@ def test_report_pairs_the_tuned_and_the_start_recipe(cli, mlflow_client) -> None
     for step in ("Search", "Final test figure (tuned recipe)", "Start recipe&#x27;s test figure"):
         assert re.fullmatch(r"\d+ s|\d+\.\d min", rows[step]), (step, rows)
     assert "Routine time (sanity + search + final run): —" in page  # sanity not run
+    assert "experiments digits, " in page  # the header names every experiment it covers
+
+    # the recipe's experiment finds its search, recorded in the study's own experiment
+    by_name = cli("report", "digits", "--out", "d.html", "--no-log", "--json")
+    assert by_name.exit_code == 0, by_name.stderr
+    assert "search" in {r["kind"] for r in by_name.json()["runs"]}
+    assert "<td>Search</td><td>not run</td>" not in Path("d.html").read_text()
 
 
 def test_start_values_are_logged_on_the_search_run(cli, mlflow_client) -> None:
