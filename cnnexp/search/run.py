@@ -155,8 +155,8 @@ def run_search(ref: str | None, overrides: Sequence[str], opts: SearchOptions, *
     monitor.close()
     try:
         with sigterm_as_interrupt():
-            result = finish(storage, plan, parent, opts, time.perf_counter() - start,
-                            devices[0], say=monitor.say, callbacks=callbacks)
+            result = finish(storage, plan, parent, opts, start, devices[0], say=monitor.say,
+                            callbacks=callbacks)
     except KeyboardInterrupt:
         mark_interrupted(storage, plan, parent)
         raise
@@ -225,10 +225,11 @@ def confirm_seeds(plan: Plan, opts: SearchOptions) -> tuple[int | str, str]:
 
 
 def finish(storage: Any, plan: Plan, parent: tracking.Run | None, opts: SearchOptions,
-           seconds: float, device: str = "auto", say: Any = lambda text: None,
+           started: float, device: str = "auto", say: Any = lambda text: None,
            callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
     """Results once every stage is done: the confirming stage, files, MLflow artifacts and
-    descriptions, JSON."""
+    descriptions, JSON. `started`: time.perf_counter() when the stages began (the search's
+    time counts every stage, the confirming one included)."""
     import pandas as pd
 
     results = collect(storage, plan)
@@ -249,6 +250,7 @@ def finish(storage: Any, plan: Plan, parent: tracking.Run | None, opts: SearchOp
         say(f"budget: {skipped}")
     confirmed = confirm_once(storage, plan, best, parent, seeds, opts.test, device, say,
                              callbacks) if best and opts.confirm and not skipped else None
+    seconds = time.perf_counter() - started
     result = result_json(plan, results, best, best_path, csv_path, seconds, confirmed,
                          skipped)
     if parent is not None:
