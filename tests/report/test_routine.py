@@ -25,7 +25,7 @@ def test_report_pairs_the_tuned_and_the_start_recipe(cli, mlflow_client) -> None
         [e.experiment_id for e in mlflow_client.search_experiments()],
         f"tags.`optuna.study` = '{found['study']}' and tags.`cnnexp.kind` = 'search'")
     wall = (parent.info.end_time - parent.info.start_time) / 1000
-    assert 0.85 * wall <= found["seconds"] <= wall, (found["seconds"], wall)
+    assert 0.7 * wall <= found["seconds"] <= wall, (found["seconds"], wall)
     tuned = cli("train", found["best_recipe_path"], "--test", "--json")
     assert tuned.exit_code == 0, tuned.stderr
     # the start recipe trained after the tuned one: the newest test run is not the answer
