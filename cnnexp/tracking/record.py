@@ -16,6 +16,7 @@ a checkpoint is saved, and before the run ends, however the block ends.
 from __future__ import annotations
 
 import hashlib
+import math
 import queue
 import sys
 import threading
@@ -187,8 +188,13 @@ class OutcomeLogger(Callback):
             if self.recording is not None:
                 self.recording._judged = (result, verdict)
             tags[T.DIAGNOSIS] = getattr(verdict, "diagnosis", verdict)
+        acc, n = result.best_val_acc, state.data.n_val
+        # its noise beside it, as a column the runs table can show: the binomial standard
+        # error of an accuracy measured on n images
+        noise = ({"best_val_acc_se": math.sqrt(acc * (1 - acc) / n)}
+                 if n and acc is not None and math.isfinite(acc) and 0 <= acc <= 1 else {})
         self.run.log_batch(
-            metrics={"best_val_acc": result.best_val_acc, "seconds": result.seconds,
+            metrics={"best_val_acc": acc, **noise, "seconds": result.seconds,
                      "images_per_sec": result.images_per_sec, "params": result.params,
                      "best_epoch": result.best_epoch},
             tags=tags)
