@@ -152,6 +152,7 @@ def diagnose(history: Sequence[Mapping[str, float]], *, status: str = "completed
                      f"{ev['val_acc']:.3f}: gap {ev['gap']:.3f} (>= {t.gap}); "
                      + "; ".join(why), ev, n)
     if n < t.min_epochs:
+        ev["why_not_converged"] = "few_epochs"  # the remedy follows the reason given
         return _make("not_converged", f"only {n} epoch(s): too few to read a trend (min_epochs="
                      f"{t.min_epochs})", ev, n)
     acc_rising = ev["val_acc_gain"] >= max(t.min_gain, ev.get("noise") or 0.0)
@@ -159,11 +160,13 @@ def diagnose(history: Sequence[Mapping[str, float]], *, status: str = "completed
         ev["val_loss_drop_abs"] >= t.min_loss_abs
     improving = acc_rising or loss_falling
     if improving and ev["schedule_room"]:
+        ev["why_not_converged"] = "improving"
         return _make("not_converged", f"validation still improving over the last "
                      f"{ev['window']} epochs: val_acc {ev['val_acc_gain']:+.3f}"
                      + (f" (noise ±{ev['noise']:.3f})" if ev.get("noise") else "")
                      + f", val_loss -{ev['val_loss_drop']:.0%}", ev, n)
     if not fitted and large:  # the course's "not training enough": both low, still a gap
+        ev["why_not_converged"] = "both_low"
         return _make("not_converged", f"train_acc {ev['train_acc']:.3f} and val_acc "
                      f"{ev['val_acc']:.3f} both low (< {t.low_acc}) with a gap of "
                      f"{ev['gap']:.3f}: not trained enough", ev, n)
@@ -277,8 +280,12 @@ def remedies_for(kind: str, ev: Mapping[str, Any], epochs: int) -> tuple[list[st
             "More regularisation: it restricts the model's capacity further",
         ])
     if kind == "not_converged":
+        why = {"few_epochs": f"{epochs} epoch(s) cannot show a trend, so nothing here says "
+                             "whether more would help",
+               "both_low": "train and validation accuracy are both still low",
+               }.get(ev.get("why_not_converged", ""), "validation was still improving")
         return ([
-            f"Train for more epochs (`train.epochs={more}`): validation was still improving",
+            f"Train for more epochs (`train.epochs={more}`): {why}",
             "Or a larger learning rate if progress is slow (`cnnexp lr-find`)",
         ], [
             "Judging capacity or regularisation from these curves: they have not levelled off",

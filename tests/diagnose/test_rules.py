@@ -66,7 +66,7 @@ def test_not_converged_when_validation_still_improves():
     assert d.diagnosis == "not_converged"
     assert d.evidence["window"] == 2
     assert d.evidence["val_acc_gain"] == pytest.approx(0.84 - 0.74)
-    assert "train.epochs=16" in d.remedies[0]
+    assert "train.epochs=16" in d.remedies[0] and "still improving" in d.remedies[0]
 
 
 def test_not_converged_on_val_loss_alone():
@@ -125,6 +125,8 @@ def test_tiny_losses_do_not_make_spikes():
 def test_too_short_to_read():
     d = diagnose(hist([0.5, 0.8], [0.5, 0.8]))
     assert d.diagnosis == "not_converged" and "too few" in d.summary
+    # the remedy follows the reason given: two epochs show no improvement to cite
+    assert "still improving" not in d.remedies[0] and "cannot show a trend" in d.remedies[0]
     assert diagnose([]).diagnosis == "not_converged"
 
 
