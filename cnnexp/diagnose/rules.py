@@ -143,7 +143,13 @@ def diagnose(history: Sequence[Mapping[str, float]], *, status: str = "completed
     large = ev["gap"] >= t.gap
     fitted = ev["train_acc"] >= t.low_acc
     rising = ev["val_loss_rise"] >= t.val_loss_rise
-    if large and (rising or (fitted and ev["gap_growth"] >= t.gap_growth)):
+    # validation flat over the window while the gap grows is overfitting too, before the
+    # training set is fit (a small model on hard data memorises what it can)
+    w = min(max(2, ev.get("window") or 2), n)
+    widening = (ta[-1] - ta[-w]) - (va[-1] - va[-w]) >= t.gap_growth  # over the window
+    plateau = n >= 2 * t.min_epochs and widening and \
+        ev["val_acc_gain"] < max(t.min_gain, ev.get("noise") or 0.0)
+    if large and (rising or ((fitted or plateau) and ev["gap_growth"] >= t.gap_growth)):
         why = [f"gap grown by {ev['gap_growth']:.3f} since epoch {ev['gap_min_epoch']}"]
         if rising:
             why.append(f"val_loss {ev['val_loss_rise']:+.0%} above its minimum at epoch "

@@ -130,6 +130,16 @@ def test_too_short_to_read():
     assert diagnose([]).diagnosis == "not_converged"
 
 
+def test_a_widening_gap_over_a_flat_validation_curve_is_overfitting_below_the_fit_gate():
+    # validation at 0.76 from epoch 12 while training climbs: the gap widens 0.071 -> 0.119
+    train = [0.5 + 0.02 * i for i in range(12)] + [0.831 + 0.006 * i for i in range(9)]
+    val = [0.48 + 0.025 * i for i in range(12)] + [0.76] * 9
+    d = diagnose(hist(train, val))
+    assert train[-1] < Thresholds().low_acc  # below the "training set fit" gate
+    assert d.diagnosis == "overfitting", d.summary
+    assert not any("train.epochs=" in r and "more epochs" in r for r in d.remedies)
+
+
 def test_overfitting_wins_over_still_improving():
     # Val still climbs at the end, but the gap is large and growing: more epochs is a non-remedy.
     h = hist([0.5, 0.8, 0.95, 1.0, 1.0, 1.0], [0.5, 0.6, 0.65, 0.68, 0.7, 0.72])
