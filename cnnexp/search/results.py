@@ -232,13 +232,16 @@ def parent_markdown(plan: Plan, results: list[StageResult], best: tuple | None,
                     seconds: float) -> str:
     lines = [f"**Search {plan.study}** on recipe `{plan.recipe_name}`, {plan.metric} "
              f"({plan.direction}), {seconds:.0f} s.", "",
-             "| stage | trials | complete | pruned | failed | best | epochs |",
-             "|---|---|---|---|---|---|---|"]
+             "| stage | trials | complete | pruned | failed | best | epochs | finding |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in results:
         s = r.summary()
         best_v = f"{s['best_value']:.4f}" if s["best_value"] is not None else "-"
+        # each stage's finding on the study's own page, not only three levels down
+        finding = ("signal: " + s["noise_line"] if r.signal.signal else
+                   "no signal: " + r.signal.reading).replace("|", "\\|")
         lines.append(f"| {s['name']} | {s['trials']} | {s['complete']} | {s['pruned']} | "
-                     f"{s['failed']} | {best_v} | {s['epochs']} |")
+                     f"{s['failed']} | {best_v} | {s['epochs']} | {finding} |")
     if best:
         r, t = best
         lines += ["", f"Best: **{r.plan.name}-{t.number:02d}** {plan.metric}={t.value:.4f} " +

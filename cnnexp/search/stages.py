@@ -231,7 +231,8 @@ def narrowing_text(attrs: dict[str, Any], markdown: bool = True) -> str:
     for p, change in attrs.get(A.NARROWING, {}).items():
         old, new = change[0], change[1]
         how = change[2] if len(change) > 2 else "narrowed"
-        lines.append(f"- `{p}`: {old} -> {new} ({how})" if markdown else
+        # code spans: MLflow's Markdown reads "[0, 0.14] (narrowed)" as a link and drops the word
+        lines.append(f"- `{p}`: `{old}` -> `{new}` ({how})" if markdown else
                      f"  {p}: {old} -> {new} ({how})")
     lines += [("- warning: " if markdown else "  warning: ") + w
               for w in attrs.get(A.AFTER_WARNINGS, [])]

@@ -78,7 +78,13 @@ def test_two_stage_search_end_to_end(cli, workdir: Path, mlflow_client) -> None:
     runs = runs_of(mlflow_client, out["study"])
     (parent,), stages, trials = kind(runs, "search"), kind(runs, "stage"), kind(runs, "trial")
     assert parent.info.status == "FINISHED" and parent.info.run_name == out["study"]
-    assert "Search" in parent.data.tags["mlflow.note.content"]
+    note = parent.data.tags["mlflow.note.content"]
+    assert "Search" in note
+    # each stage's finding on the study's own page; ranges as code, never read as links
+    assert "| finding |" in note and note.count("| signal: ") + note.count("| no signal: ") == 2
+    fine_note = next(r for r in stages if r.info.run_name == "fine").data.tags[
+        "mlflow.note.content"]
+    assert "- `opt.lr`: `[" in fine_note and "] (" not in fine_note
     assert sorted(r.info.run_name for r in stages) == ["coarse", "fine"]
     assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in stages)
     by_stage = {r.info.run_name: r.info.run_id for r in stages}
