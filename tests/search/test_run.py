@@ -4,6 +4,7 @@ a temporary MLflow store: counts, nesting, narrowing, resume after Ctrl-C, the e
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import optuna
@@ -84,7 +85,7 @@ def test_two_stage_search_end_to_end(cli, workdir: Path, mlflow_client) -> None:
     assert "| finding |" in note and note.count("| signal: ") + note.count("| no signal: ") == 2
     fine_note = next(r for r in stages if r.info.run_name == "fine").data.tags[
         "mlflow.note.content"]
-    assert "- `opt.lr`: `[" in fine_note and "] (" not in fine_note
+    assert re.search(r"- `opt\.lr`: `\[[^`]+\]` -> `\[[^`]+\]` \(", fine_note), fine_note
     assert sorted(r.info.run_name for r in stages) == ["coarse", "fine"]
     assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in stages)
     by_stage = {r.info.run_name: r.info.run_id for r in stages}
