@@ -36,7 +36,7 @@ def mark_interrupted(storage: Any, plan: Plan, parent: tracking.Run | None) -> N
 def log_search(plan: Plan, results: list[StageResult], best: tuple | None,
                    parent: tracking.Run, out: Path, seconds: float,
                    result: dict[str, Any]) -> None:
-    from cnnexp.search.plots import figures
+    from cnnexp.search.plots import figures, importance_scores, importance_text
 
     for r in results:
         stage_run = tracking.attach(r.study.user_attrs.get(A.RUN_ID), parent.client)
@@ -54,7 +54,8 @@ def log_search(plan: Plan, results: list[StageResult], best: tuple | None,
             stage_run.set_tags({T.FIDELITY: fid.verdict})
         if tracking.run_status(stage_run) != "FINISHED":
             tracking.end_run(stage_run, "FINISHED")
-    for name, fig in figures(results, plan.metric, plan.direction).items():
+    found = importance_scores(results)  # computed once: the figure and the sentence
+    for name, fig in figures(results, plan.metric, plan.direction, found).items():
         with replaced(out / name) as tmp:
             fig.savefig(tmp, dpi=110)  # rendered once, logged as the file
         parent.log_artifact(str(out / name), "plots")
@@ -84,7 +85,8 @@ def log_search(plan: Plan, results: list[StageResult], best: tuple | None,
         path.write_text(json.dumps(result, indent=1, default=str))
         parent.log_artifact(str(path))
     parent.describe(f"**{result['headline']}**\n\n" +
-                    parent_markdown(plan, results, best, seconds))
+                    parent_markdown(plan, results, best, seconds) + "\n\n" +
+                    importance_text(*found))
     parent.set_tags({T.EDGE_WARNINGS: sum(len(s["edge_warnings"])
                                                  for s in result["stages"])})
     tracking.end_run(parent, "FINISHED")

@@ -121,17 +121,19 @@ def history(results: list[StageResult], metric: str, direction: str) -> Figure:
     return fig
 
 
-def importance(results: list[StageResult]) -> Figure | None:
-    """fANOVA importance per stage with enough completed trials (None if no stage has)."""
+def importance_scores(results: list[StageResult]
+                      ) -> tuple[dict[str, dict[str, float]], dict[str, int]]:
+    """fANOVA importance per stage with enough completed trials, and every stage's count of
+    completed trials (what decides whether importance is shown)."""
     import optuna
 
     scores: dict[str, dict[str, float]] = {}
     counted: dict[str, int] = {}
     for r in results:
         done = sum(t.state.name == "COMPLETE" for t in r.trials)
+        counted[r.plan.name] = done
         if done < MIN_IMPORTANCE_TRIALS:
             continue
-        counted[r.plan.name] = done
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
@@ -139,6 +141,30 @@ def importance(results: list[StageResult]) -> Figure | None:
                     r.study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
             except (ValueError, RuntimeError):
                 continue
+    return scores, counted
+
+
+def importance_text(scores: dict[str, dict[str, float]], counted: dict[str, int]) -> str:
+    """Which parameters matter, in one line per stage; or why that is not said."""
+    if not scores:
+        seen = ", ".join(f"{s} {n}" for s, n in counted.items())
+        return (f"Parameter importance: withheld: fANOVA needs >= {MIN_IMPORTANCE_TRIALS} "
+                f"completed trials in a stage, and the stages completed {seen}; with fewer, "
+                "its ranking is noise. The stage findings above say whether any parameter "
+                "made a measurable difference.")
+    lines = []
+    for stage, imp in scores.items():
+        top = ", ".join(f"`{p}` {v:.2f}" for p, v in list(imp.items())[:4])
+        lines.append(f"Parameter importance ({stage}, fANOVA over {counted[stage]} trials, "
+                     f"share of the variance): {top}")
+    return "\n\n".join(lines)
+
+
+def importance(results: list[StageResult],
+               found: tuple[dict[str, dict[str, float]], dict[str, int]] | None = None
+               ) -> Figure | None:
+    """fANOVA importance per stage with enough completed trials (None if no stage has)."""
+    scores, counted = found or importance_scores(results)
     if not scores:
         return None
     fig = _figure(4.2 * len(scores), 3.2)
@@ -151,11 +177,13 @@ def importance(results: list[StageResult]) -> Figure | None:
     return fig
 
 
-def figures(results: list[StageResult], metric: str, direction: str) -> dict[str, Figure]:
+def figures(results: list[StageResult], metric: str, direction: str,
+            found: tuple[dict[str, dict[str, float]], dict[str, int]] | None = None
+            ) -> dict[str, Figure]:
     out = {"history.png": history(results, metric, direction)}
     for name, fig in (("params.png", param_scatter(results, metric)),
                       ("parallel.png", parallel(results)),
-                      ("importance.png", importance(results))):
+                      ("importance.png", importance(results, found))):
         if fig is not None:
             out[name] = fig
     return out
