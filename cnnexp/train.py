@@ -30,7 +30,11 @@ CHECKPOINT = "checkpoints/last.pt"
 
 
 def run_name(recipe: Recipe, refit: bool = False) -> str:
-    return (f"{recipe.name} {recipe.arch.name} lr={recipe.opt.lr:.2g} seed={recipe.train.seed}"
+    """What tells runs of one recipe apart at a glance in the runs table: the budget (epochs,
+    a training subset) as well as the learning rate and seed."""
+    subset = f" n={recipe.data.subset}" if recipe.data.subset else ""
+    return (f"{recipe.name} {recipe.arch.name} lr={recipe.opt.lr:.2g} "
+            f"{recipe.train.epochs}ep{subset} seed={recipe.train.seed}"
             + (" refit" if refit else ""))
 
 
