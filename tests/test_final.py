@@ -78,6 +78,7 @@ def test_train_test_reports_and_logs_the_final_figure(cli, mlflow_client) -> Non
     run = mlflow_client.get_run(out["run_id"])
     assert run.data.metrics["test_acc"] == pytest.approx(t["test_acc"])
     assert run.data.tags["cnnexp.tested_weights"] == t["weights"]
+    assert " 2ep n=150 seed=0" in run.info.run_name  # the budget tells runs apart
     m = run.data.metrics  # the validation figure carries its noise too, as a column
     a = m["best_val_acc"]
     assert m["best_val_acc_se"] == pytest.approx((a * (1 - a) / m["val_images"]) ** 0.5)
