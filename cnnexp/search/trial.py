@@ -204,6 +204,10 @@ def _train(ctx: TrialContext, trial: optuna.Trial, recipe: Recipe,
     except optuna.TrialPruned as exc:
         return TrialState.PRUNED, None, str(exc) or "pruned"
     except Exception as exc:  # one broken trial (e.g. out of memory) must not end the search
+        from cnnexp.errors import environment_failure
+
+        if environment_failure(exc) is not None:
+            raise  # the machine's fault (disk full): the worker re-queues it and stops
         rec.log_text(traceback.format_exc(), "traceback.txt")
         return TrialState.FAIL, None, f"{type(exc).__name__}: {exc}"[:500]
     # the learning-curve verdict for the trial tables (the MLflow tag is the outcome logger's)

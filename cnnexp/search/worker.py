@@ -4,6 +4,7 @@ the processes `--workers N` spawns."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import time
@@ -84,6 +85,7 @@ class Worker:
         """Run tickets until none is left, then wait for other workers' running trials: the next
         stage's ranges need all of this stage's results."""
         store = ctx.store
+        _end_requeued_runs(store)
         while True:
             for t in store.reap():  # whoever reaps a dead worker's trial closes its run
                 tracking.end_if_running(t.user_attrs.get(A.RUN_ID), "FAILED", {
@@ -127,10 +129,31 @@ class Worker:
             _settle(ctx.store, trial_id, "interrupted", retry=True)
             raise
         except Exception as exc:  # e.g. a sampled combination the recipe schema rejects
+            from cnnexp.errors import StoreFailed, environment_failure
+
+            env = environment_failure(exc)
+            if env is not None:
+                # the machine's fault (disk full, store gone), not the configuration's: the
+                # trial goes back in the queue and the search stops, to go on with --resume
+                # once the cause is fixed; its MLflow run is ended then (_end_requeued_runs)
+                with contextlib.suppress(Exception):
+                    _settle(ctx.store, trial_id, f"environment: {env}", retry=True)
+                raise StoreFailed(f"trial of {ctx.stage.name} stopped: {env}; it is re-queued: "
+                                  "fix the cause, then rerun with --resume") from None
             reason = f"{type(exc).__name__}: {exc}"[:500]
             _settle(ctx.store, trial_id, reason, retry=False)
             self.say(f"trial {ctx.store.storage.get_trial(trial_id).number} of "
                      f"{ctx.stage.name} failed: {reason}")
+
+
+def _end_requeued_runs(store: Stage) -> None:
+    """MLflow runs of trials failed by the environment and re-queued, left RUNNING because the
+    store could not take their end then: ended FAILED now (their retry has a run of its own)."""
+    for t in store.trials(TrialState.FAIL):
+        if str(t.user_attrs.get(A.RETRY_REASON, "")).startswith("environment:") or \
+                str(t.user_attrs.get(A.REASON, "")).startswith("environment:"):
+            tracking.end_if_running(t.user_attrs.get(A.RUN_ID), "FAILED", {
+                T.STATE: "failed", T.REASON: t.user_attrs.get(A.REASON, "environment")})
 
 
 def _settle(store: Stage, trial_id: int, reason: str, retry: bool) -> None:

@@ -241,3 +241,39 @@ def test_trials_are_reproducible_from_the_seed(cli, workdir: Path) -> None:
         return {t["trial"]: t["params"] for t in res.json()["stages"][0]["top"]}
 
     assert params(first) == params(again) != params(other)
+
+
+class DiskFull(Callback):
+    """The disk filling up during the first epoch of the k-th trial this process runs."""
+
+    def __init__(self, k: int) -> None:
+        self.k, self.fits = k, 0
+
+    def on_fit_start(self, state) -> None:
+        self.fits += 1
+
+    def on_epoch_end(self, state, metrics) -> None:
+        if self.fits == self.k:
+            import errno
+
+            raise OSError(errno.ENOSPC, "No space left on device", "checkpoints/last.pt")
+
+
+def test_a_trial_failed_by_a_full_disk_is_requeued_and_resume_runs_it(workdir: Path,
+                                                                      mlflow_client) -> None:
+    from cnnexp.errors import StoreFailed
+
+    opts = SearchOptions(trials="coarse=4,fine=1")
+    with pytest.raises(StoreFailed, match="re-queued: fix the cause, then rerun with --resume"):
+        run_search("digits", FAST, opts, lines=False, callbacks=[DiskFull(3)])
+    study = build_plan("digits", FAST).recipe_name + "-" + build_plan("digits", FAST).fingerprint
+    coarse = optuna.load_study(study_name=f"{study}/coarse",
+                               storage=open_storage("cnnexp-optuna.journal"))
+    c = counts(coarse.trials)
+    assert (c.finished, c.retried, c.running) == (2, 1, 0)  # the failed one waits again
+
+    out = run_search("digits", FAST, SearchOptions(trials="coarse=4,fine=1", resume=True),
+                     lines=False)
+    assert [(s["name"], s["trials"], s["failed"]) for s in out["stages"]] == [
+        ("coarse", 4, 0), ("fine", 1, 0)]  # all 4, none lost to the full disk
+    assert "RUNNING" not in {r.info.status for r in runs_of(mlflow_client, study)}
