@@ -452,8 +452,25 @@ FAULTS = [
     "line, exit 1, the run ended FAILED where the store still takes that, everything stored "
     "before kept. With `--json` the error is also the one object on stdout, "
     '`{"error": "...", "exit_code": N}`, unless the command already printed its result. '
-    "Passwords in URLs (`user:***@host`, `?password=***`) are redacted in every message, JSON "
-    "object and report.",
+    "Passwords are redacted in every message, JSON object and report: those of the URLs a "
+    "command was given (`--storage`, `MLFLOW_TRACKING_URI`) are parsed as SQLAlchemy and "
+    "urllib read them and hidden wherever quoted, whatever they hold (`/ # ? ' \" ` or a "
+    "space); other URLs' `user:***@host` and `?password=***` by pattern. An allocation the "
+    "machine cannot make is one line too (exit 2, naming the knobs to lower), and a dataset "
+    "that cannot fit in memory is refused before it is built.",
+    "- **One signal policy.** Ctrl-C, SIGTERM and SIGHUP stop every command the same way: "
+    "runs ended KILLED and resumable, a search's running trials re-queued, `--json` still one "
+    "object (`{\"error\": \"stopped by SIGTERM\", \"exit_code\": 143}`); exit 130, 143, 129.",
+    "- **Nothing finished is lost.** A training run keeps its last checkpoint until its "
+    "outcome (test figure, classification artifacts, model, description) is recorded: a kill "
+    "after the last epoch is resumable. `train --resume` ends a RUNNING run it cannot resume "
+    "(no checkpoint, an unreadable one, one that no longer fits its recipe.yaml) FAILED with "
+    "why instead of leaving it RUNNING. A search trial failed by the machine (disk full, "
+    "store gone) is re-queued with its parameters and the search stops; `--resume` runs it.",
+    "- **User text is text.** Names, arm labels and class folders print as written in every "
+    "renderer: rich markup escaped (and an invalid one printed literally), matplotlib's math "
+    "text off, CSV quoted, descriptions over MLflow's 8,000 characters cut in the middle, "
+    "not at the results.",
     "- **The tracking store is opened once per process and checked first.** An http(s) "
     "server or a database server gets one connection attempt with a 5 s timeout (MLflow "
     "alone retries for ~100 s in silence); an unknown scheme, a file that is not a SQLite "
