@@ -79,8 +79,11 @@ def shapes(cfg: DataCfg) -> DataBundle:
     if cfg.num_classes > 10 * MAX_HUES:
         raise BadInput(f"shapes supports at most {10 * MAX_HUES} classes (got data.num_classes="
                        f"{cfg.num_classes})")
-    check_images_fit(cfg.num_samples, 3, max(cfg.image_size, cfg.resize or 0),
-                     f"data.num_samples={cfg.num_samples} at data.image_size={cfg.image_size}")
+    side = max(cfg.image_size, cfg.resize or 0)
+    knob = f"data.num_samples={cfg.num_samples}" + (
+        f" with data.resize={cfg.resize}" if side > cfg.image_size
+        else f" at data.image_size={cfg.image_size}")
+    check_images_fit(cfg.num_samples, 3, side, knob)
     gen = torch.Generator().manual_seed(1000 + cfg.split_seed)
     labels = torch.arange(cfg.num_samples) % cfg.num_classes
     labels = labels[torch.randperm(cfg.num_samples, generator=gen)]

@@ -18,6 +18,7 @@ from torch import nn
 
 from cnnexp.data import DataBundle, build_data
 from cnnexp.engine.callbacks import Callback, FitState
+from cnnexp.engine.denormals import flushed_denormals
 from cnnexp.engine.device import as_device
 from cnnexp.engine.trainer import Trainer
 from cnnexp.models import count_params
@@ -116,7 +117,8 @@ def fit(recipe: Recipe, *, data: DataBundle | None = None, device: str | torch.d
     for epoch in range(state.epoch + 1, recipe.train.epochs + 1):
         state.epoch = epoch
         t0 = time.perf_counter()
-        train = trainer.train_epoch(state, callbacks)
+        with flushed_denormals():
+            train = trainer.train_epoch(state, callbacks)
         progress.train_seconds += time.perf_counter() - t0
         progress.images += int(train.pop("train_images"))
         diverged = is_diverged(train["train_loss"], data.num_classes)

@@ -50,12 +50,6 @@ class Trainer:
     def __init__(self, recipe: Recipe, data: DataBundle, device: torch.device,
                  model: nn.Module | None = None, channels_last: bool | None = None) -> None:
         self.recipe, self.device = recipe, device
-        # Weights and Adam moments that weight decay drives towards zero become subnormal
-        # floats, which x86 CPUs compute with far more slowly: a run slows down as it trains
-        # (measured: 10% of a Fashion-MNIST model's weights subnormal by epoch 9, and a step
-        # from that checkpoint took 1.9x as long as with them flushed). Flushing them to zero
-        # changes nothing a float32 model can resolve.
-        torch.set_flush_denormal(True)
         self.data = data.to(device)
         spec = ModelSpec(data.channels, data.num_classes, data.image_size)
         self.model = (model or build_model(recipe, spec)).to(device)

@@ -120,3 +120,20 @@ def test_trainer_public_steps_compose_to_train_step(digits) -> None:
         assert torch.equal(pa, pb)
     logits, labels = b.predict_logits("val")
     assert logits.shape == (len(labels), digits.num_classes)
+
+
+def test_subnormals_flushed_while_training_and_restored_after(digits) -> None:
+    """Flushing subnormals is processor-wide; outside the training steps floats stay IEEE
+    (statistics, Optuna and property tests in the same process rely on it)."""
+    from cnnexp.engine.denormals import flushing
+
+    seen: list[bool] = []
+
+    class Watch(Callback):
+        def on_batch_end(self, state, batch: int) -> None:
+            seen.append(flushing())
+
+    assert not flushing()
+    fit(quick("train.epochs=1"), data=digits, device="cpu", callbacks=[Watch()])
+    assert seen and all(seen)
+    assert not flushing()

@@ -88,7 +88,7 @@ def test_two_stage_search_end_to_end(cli, workdir: Path, mlflow_client) -> None:
     assert re.search(r"the stages completed coarse \d+, fine \d+", note), note
     fine_note = next(r for r in stages if r.info.run_name == "fine").data.tags[
         "mlflow.note.content"]
-    assert re.search(r"- `opt\.lr`: `\[[^`]+\]` -> `\[[^`]+\]` \(", fine_note), fine_note
+    assert re.search(r"- `opt\.lr`: `\[[^`]+` -> `\[[^`]+` \(narrowed\)", fine_note), fine_note
     assert sorted(r.info.run_name for r in stages) == ["coarse", "fine"]
     assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in stages)
     by_stage = {r.info.run_name: r.info.run_id for r in stages}
