@@ -5,9 +5,9 @@ then reports — an optimistic figure. So after the last stage both the best con
 the recipe are retrained over several seeds at the final budget (the recipe's own
 train.epochs on all the training data, unless `search.confirm.epochs` says otherwise), and
 compared seed by seed (both arms train on the same seeds, so a paired t-test removes what a
-seed moves in both): "best beats the recipe by +X pp (paired p = …)" or "within noise: the
-recipe is as good", with the smallest difference the comparison could have detected at the
-observed noise beside it. `seeds: auto` adds a seed to both arms at a time until the verdict is
+seed moves in both): "best beats the recipe by +X pp (paired p = …)", "not shown: the best
+trial leads by +X pp, within noise" or "within noise: no difference shown", with the smallest
+difference the comparison could have detected at the observed noise beside it. `seeds: auto` adds a seed to both arms at a time until the verdict is
 decided (p < alpha), more seeds could not plausibly decide it, or `max_seeds` is reached.
 With `--test`, the winner's seeds are then evaluated once on the held-out test split (the
 recipe wins ties: it is the simpler choice)."""
@@ -87,8 +87,15 @@ def headline(metric: str, best: Arm, recipe: Arm, delta: float, p: float, call: 
     if call == "n/a":
         return (f"one seed each: Δ {_pp(delta, metric)} ({levels}); no test — confirm with "
                 "--confirm-seeds 2 or more (or auto)")
-    return (f"within noise: the recipe is as good (Δ {_pp(delta, metric)}, {p_text}{could}; "
-            f"{levels})")
+    # "within noise" is absence of evidence, not evidence of no difference: a lead the test
+    # was too weak to confirm is named as such, with how to settle it.
+    lead = delta if higher_is_better(metric) else -delta
+    if math.isfinite(lead) and lead > 0:
+        return (f"not shown: the best trial leads by {_pp(delta, metric)}, within noise "
+                f"({p_text}{could}; {levels}); the recipe stays — more seeds "
+                "(search.confirm.max_seeds) could settle it")
+    return (f"within noise: no difference shown (Δ {_pp(delta, metric)}, {p_text}{could}; "
+            f"{levels}); the recipe stays, the simpler choice")
 
 
 AUTO_START = 2  # `seeds: auto` starts with two seeds per arm: the fewest a test needs

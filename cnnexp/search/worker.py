@@ -44,6 +44,7 @@ class Worker:
         from cnnexp.engine.device import resolve_device
 
         self.args, self.plan = args, args.plan
+        self._busy = 0  # consecutive trials re-queued because the store was locked
         self.storage = storage or open_storage(self.plan.storage, args.heartbeat)
         self.device = resolve_device(args.device)
         self.callbacks, self.on_trial = callbacks, on_trial or (lambda: None)
@@ -125,6 +126,7 @@ class Worker:
     def _one(self, ctx: TrialContext, trial_id: int) -> None:
         try:
             run_trial(ctx, trial_id)
+            self._busy = 0
         except KeyboardInterrupt:
             _settle(ctx.store, trial_id, "interrupted", retry=True)
             raise
@@ -132,6 +134,17 @@ class Worker:
             from cnnexp.errors import StoreFailed, environment_failure
 
             env = environment_failure(exc)
+            if env is not None and _transient(env) and self._busy < BUSY_RETRIES:
+                # another process held the SQLite store's write lock too long (an MLflow UI,
+                # `cnnexp report`, a second search): the trial waits again and the search goes on
+                self._busy += 1
+                with contextlib.suppress(Exception):
+                    _settle(ctx.store, trial_id, f"environment: {env}", retry=True)
+                    _end_requeued_runs(ctx.store)
+                self.say(f"trial of {ctx.stage.name} re-queued: {env} (the tracking store "
+                         f"was busy; retry {self._busy} of {BUSY_RETRIES})")
+                time.sleep(self._busy)
+                return
             if env is not None:
                 # the machine's fault (disk full, store gone), not the configuration's: the
                 # trial goes back in the queue and the search stops, to go on with --resume
@@ -154,6 +167,14 @@ def _end_requeued_runs(store: Stage) -> None:
                 str(t.user_attrs.get(A.REASON, "")).startswith("environment:"):
             tracking.end_if_running(t.user_attrs.get(A.RUN_ID), "FAILED", {
                 T.STATE: "failed", T.REASON: t.user_attrs.get(A.REASON, "environment")})
+
+
+BUSY_RETRIES = 3  # consecutive trials a locked store may send back before the search stops
+
+
+def _transient(reason: str) -> bool:
+    """SQLite's busy error: a lock another connection held past the timeout, gone on retry."""
+    return "database is locked" in reason or "database table is locked" in reason
 
 
 def _settle(store: Stage, trial_id: int, reason: str, retry: bool) -> None:

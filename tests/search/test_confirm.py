@@ -23,7 +23,7 @@ def test_confirm_compares_best_and_recipe_over_seeds(cli, mlflow_client) -> None
     assert c["delta"] == pytest.approx(c["best"]["mean"] - c["recipe"]["mean"])
     assert 0 <= c["p_value"] <= 1 and out["headline"] == c["headline"]
     words = {"helps": "best beats the recipe by", "hurts": "the recipe beats the best trial",
-             "within noise": "within noise: the recipe is as good",
+             "within noise": "within noise" if c["delta"] <= 0 else "not shown: the best trial",
              "diverged": "diverged"}[c["verdict"]]
     assert words in out["headline"] and "over 2 paired seed(s)" in out["headline"]
     assert c["test_kind"] == "paired t-test" and c["seeds_setting"] == 2
@@ -131,3 +131,19 @@ def test_confirm_seeds_auto_adds_seeds_until_decided(cli, mlflow_client) -> None
     for bad in ("0", "sometimes", "101"):
         r = cli("search", *TINY, "--confirm-seeds", bad, "--json")
         assert r.exit_code == 2 and "--confirm-seeds must be" in r.stderr
+
+
+def test_a_lead_within_noise_is_not_called_equal() -> None:
+    """An underpowered comparison must not read as evidence that the arms are as good."""
+    from cnnexp.search.confirm import Arm, headline
+
+    best = Arm("best", None, values=[0.912, 0.908])  # type: ignore[arg-type]
+    recipe = Arm("recipe", None, values=[0.887, 0.890])  # type: ignore[arg-type]
+    text = headline("val_acc", best, recipe, 0.0214, 0.12, "within noise", 2, 0.055)
+    assert text.startswith("not shown: the best trial leads by +2.14 pp, within noise")
+    assert "could detect >= 5.50 pp" in text and "more seeds" in text and "as good" not in text
+    behind = headline("val_acc", best, recipe, -0.003, 0.6, "within noise", 2, 0.055)
+    assert behind.startswith("within noise: no difference shown (Δ -0.30 pp")
+    # a loss: lower is better, so a negative delta is the best trial's lead
+    assert headline("val_loss", best, recipe, -0.02, 0.3, "within noise", 2,
+                    0.05).startswith("not shown")

@@ -277,3 +277,37 @@ def test_a_trial_failed_by_a_full_disk_is_requeued_and_resume_runs_it(workdir: P
     assert [(s["name"], s["trials"], s["failed"]) for s in out["stages"]] == [
         ("coarse", 4, 0), ("fine", 1, 0)]  # all 4, none lost to the full disk
     assert "RUNNING" not in {r.info.status for r in runs_of(mlflow_client, study)}
+
+
+class Locked(Callback):
+    """Another process holding the SQLite store's write lock past the timeout, during the
+    first epoch of the trials numbered in `at` (counted in this process)."""
+
+    def __init__(self, *at: int) -> None:
+        self.at, self.fits = set(at), 0
+
+    def on_fit_start(self, state) -> None:
+        self.fits += 1
+
+    def on_epoch_end(self, state, metrics) -> None:
+        if self.fits in self.at:
+            import sqlite3
+
+            raise sqlite3.OperationalError("database is locked")
+
+
+def test_a_locked_store_requeues_the_trial_and_the_search_goes_on(workdir: Path,
+                                                                   mlflow_client) -> None:
+    out = run_search("digits", FAST, SearchOptions(trials="coarse=3,fine=1"), lines=False,
+                     callbacks=[Locked(2)])
+    assert [(s["name"], s["trials"], s["failed"]) for s in out["stages"]] == [
+        ("coarse", 3, 0), ("fine", 1, 0)]  # the locked trial ran again, nothing lost
+    assert "RUNNING" not in {r.info.status for r in runs_of(mlflow_client, out["study"])}
+
+
+def test_a_store_locked_for_good_stops_the_search(workdir: Path) -> None:
+    from cnnexp.errors import StoreFailed
+
+    with pytest.raises(StoreFailed, match="database is locked; it is re-queued"):
+        run_search("digits", FAST, SearchOptions(trials="coarse=3,fine=1"), lines=False,
+                   callbacks=[Locked(*range(1, 10))])
