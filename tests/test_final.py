@@ -81,7 +81,9 @@ def test_train_test_reports_and_logs_the_final_figure(cli, mlflow_client) -> Non
     assert " 2ep n=150 seed=0" in run.info.run_name  # the budget tells runs apart
     m = run.data.metrics  # the validation figure carries its noise too, as a column
     a = m["best_val_acc"]
-    assert m["best_val_acc_se"] == pytest.approx((a * (1 - a) / m["val_images"]) ** 0.5)
+    n = int(run.data.params["val_images"])  # a constant of the run: a param, not a metric
+    assert m["best_val_acc_se"] == pytest.approx((a * (1 - a) / n) ** 0.5)
+    assert not {"classes", "val_images"} & set(m)
     from cnnexp.diagnose.figures import render
 
     assert "test/confusion_matrix.png" in render(out["run_id"])  # drawn off the training path

@@ -102,6 +102,19 @@ def _finished_seeds(exp_id: str, name: str) -> list[Any]:
             and RESULT_METRIC in r.data.metrics]
 
 
+def end_leftovers(exp_id: str, name: str, parent_id: str | None) -> int:
+    """Runs of this ablation an earlier stop left RUNNING (the store could not take their end:
+    a full disk, a server gone) are ended FAILED when it is resumed; returns how many."""
+    from cnnexp.tracking import end_if_running
+
+    left = [r for r in query.search([exp_id], "attributes.status = 'RUNNING'")
+            if r.data.tags.get(T.ABLATION) == name and r.info.run_id != parent_id]
+    for r in left:
+        end_if_running(r.info.run_id, "FAILED", {
+            T.REASON: f"left RUNNING by an earlier stop; ended by --resume ({parent_id})"})
+    return len(left)
+
+
 def _tuned_arms(exp_id: str, name: str) -> list[Any]:
     """Earlier arm runs of this ablation whose LR search finished."""
     return [r for r in query.search([exp_id], T.kind_filter(Kind.ARM))
@@ -262,6 +275,8 @@ def run_ablation(name: str, spec: AblationSpec, arms: Sequence[Arm], opts: Optio
         exp_id = parent.experiment_id or ""
         earlier = {Kind.SEED: _finished_seeds(exp_id, name),
                    Kind.ARM: _tuned_arms(exp_id, name)} if opts.resume else {}
+        if opts.resume and exp_id and (ended := end_leftovers(exp_id, name, parent.run_id)):
+            opts.say(f"ended {ended} run(s) an earlier stop left RUNNING (marked FAILED)")
         seeds: dict[str, list[SeedResult]] = {}
         lrs: list[float | None] = []
         for arm in arms:

@@ -68,7 +68,7 @@ def _curves(rec: dict[str, Any]) -> Any:
     if not hist:
         return None
     d = diagnose(hist, status=rec["tags"].get(T.STATUS, "completed"),
-                 **context_of(rec["metrics"]))
+                 **context_of(rec))
     title = f"{rec['tags'].get(T.RECIPE, rec['name'])}: {d.diagnosis}"
     best = int(rec["metrics"]["best_epoch"]) if "best_epoch" in rec["metrics"] else None
     return curves_figure(hist, f"{title}\n{textwrap.shorten(d.summary, 120)}", best)

@@ -335,8 +335,14 @@ def diagnose_fit(result: Any, thresholds: Thresholds | None = None) -> Diagnosis
 CURVE_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc")
 
 
-def context_of(metrics: Mapping[str, float]) -> dict[str, int | None]:
-    """`classes` and `eval_size` for diagnose() from a tracked run's logged metrics."""
-    classes, size = metrics.get("classes"), metrics.get("val_images")
-    return {"classes": int(classes) if classes else None,
-            "eval_size": int(size) if size else None}
+def context_of(rec: Mapping[str, Any]) -> dict[str, int | None]:
+    """`classes` and `eval_size` for diagnose() from a tracked run's record (query.run_record):
+    logged as params (runs of older versions: as metrics)."""
+    def value(key: str) -> int | None:
+        raw = rec.get("params", {}).get(key, rec.get("metrics", {}).get(key))
+        try:
+            return int(float(raw)) or None
+        except (TypeError, ValueError):
+            return None
+
+    return {"classes": value("classes"), "eval_size": value("val_images")}

@@ -50,7 +50,7 @@ def diagnose_run(run_id: str, thresholds: list[str] | None = None) -> dict[str, 
         raise BadInput(_no_curves(rec))
     status = rec["tags"].get(T.STATUS, "completed")
     # the chance level and the validation set's size, as the run logged them (not_learning, noise)
-    d = diagnose(hist, status=status, thresholds=t, **context_of(rec["metrics"]))
+    d = diagnose(hist, status=status, thresholds=t, **context_of(rec))
     return {"run_id": rec["run_id"], "run_name": rec["name"],
             "experiment_id": rec["experiment_id"], **d.to_dict(),
             "tagged": rec["tags"].get(T.DIAGNOSIS), "thresholds": t.model_dump()}

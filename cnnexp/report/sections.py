@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from cnnexp.report import html as H
+from cnnexp.report import overlay
 from cnnexp.tracking import query
 from cnnexp.tracking import tags as T
 
@@ -87,6 +88,11 @@ def search(r: dict[str, Any]) -> str:
             rows.append([t["name"], f"{t['value']:.4f}",
                          run.get("tags", {}).get(T.DIAGNOSIS, "-")])
         parts.append(H.table(["top trials", sj["metric"], "diagnosis"], rows))
+    last = sj["stages"][-1] if sj["stages"] else {}
+    top = [(t["name"], trials[t["name"]]) for t in last.get("top", []) if t["name"] in trials]
+    if len(top) > 1:
+        parts.append(overlay.runs(top[:overlay.MAX_SERIES], f"Top trials of stage "
+                                  f"{last['name']}", "top trials' curves"))
     parts.append(_best_trial(sj))
     parts.append(H.grid(_pngs(r["run_id"], "plots")))
     return "\n".join(parts)
@@ -107,7 +113,7 @@ def _best_trial(sj: dict[str, Any]) -> str:
     if not hist or rec is None:
         return ""
     d = diagnose(hist, status=rec["tags"].get(T.STATUS, "completed"),
-                 **context_of(rec["metrics"]))
+                 **context_of(rec))
     fig = curves_figure(hist, f"best trial {best['stage']}-{best['trial']:02d}: {d.diagnosis}")
     params = " ".join(f"`{k}={_fmt(v)}`" for k, v in best.get("params", {}).items())
     return (f"<h3>Best trial: {best['stage']}-{best['trial']:02d}</h3>"
@@ -119,7 +125,8 @@ def _best_trial(sj: dict[str, Any]) -> str:
 def ablation(r: dict[str, Any]) -> str:
     name = r["tags"].get(T.ABLATION, r["name"])
     parts = [_head(r, f"Ablation {name}"), H.markdown(r["description"]),
-             H.grid(_pngs(r["run_id"], "ablation"))]
+             H.grid(_pngs(r["run_id"], "ablation")),
+             overlay.ablation_arms(r, f"Ablation {name}: each arm's curves, mean over seeds")]
     return "\n".join(parts)
 
 

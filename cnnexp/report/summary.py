@@ -10,7 +10,7 @@ import math
 from typing import Any
 
 from cnnexp.report import html as H
-from cnnexp.report import routine
+from cnnexp.report import overlay, routine
 from cnnexp.tracking import query
 from cnnexp.tracking import tags as T
 
@@ -36,8 +36,12 @@ def _search(r: dict[str, Any]) -> str:
         line = (f"best configuration {m['confirm_best_mean']:.4f} vs the recipe "
                 f"{m.get('confirm_recipe_mean', math.nan):.4f} over {seeds}: {verdict}")
         if "confirm_p" in m:
+            # "within noise" with what the test could have seen: a weak test is not a tie
+            could = (f"; could detect >= {m['confirm_detectable'] * 100:.2f} pp"
+                     if verdict == "within noise" and math.isfinite(
+                         m.get("confirm_detectable", math.nan)) else "")
             line += (f" ({m.get('confirm_delta', math.nan) * 100:+.2f} pp, "
-                     f"paired p={m['confirm_p']:.2g})")
+                     f"paired p={m['confirm_p']:.2g}{could})")
         return line
     if "best_value" in m:
         return f"best trial {m['best_value']:.4f} (not confirmed over seeds)"
@@ -159,9 +163,12 @@ def section(by_kind: dict[str, list[dict[str, Any]]]) -> str:
     spent = [routine.seconds(r) for r in (sanity, search, final)]
     total = (routine.duration(sum(spent)) if all(s is not None for s in spent)
              else "—")
+    curves = overlay.runs([("start recipe", found.start), ("tuned recipe", found.tuned)],
+                          "Start recipe vs tuned recipe: the two test runs' curves",
+                          "start vs tuned curves") if found.tuned and found.start else ""
     return (f"<h2>Summary</h2><p class=headline><b>{html.escape(headline(by_kind))}</b></p>"
             f"{_table(rows)}<p>Routine time (sanity + search + final run): {total}.</p>"
-            f"<p><b>Next step:</b> {H.inline(next_step(by_kind))}</p>")
+            f"<p><b>Next step:</b> {H.inline(next_step(by_kind))}</p>{curves}")
 
 
 def _table(rows: list[tuple[str, str, dict[str, Any] | None]]) -> str:

@@ -175,9 +175,10 @@ class OutcomeLogger(Callback):
 
     def on_fit_start(self, state: FitState) -> None:
         # what a later reading of the curves needs: chance level (1/classes) and the noise of
-        # a validation accuracy (its size)
-        self.run.log_metrics({"classes": state.data.num_classes,
-                              "val_images": state.data.n_val})
+        # a validation accuracy (its size). Params, not metrics: constants of the run, which
+        # as metrics would open its metrics tab on single-value bars before the curves
+        self.run.log_params({"classes": state.data.num_classes,
+                             "val_images": state.data.n_val})
 
     def on_fit_end(self, state: FitState, result: FitResult) -> None:
         if self.writer is not None:

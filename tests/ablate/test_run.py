@@ -85,6 +85,18 @@ def test_leave_one_out_on_digits_tracks_nested_runs_and_artifacts(cli, mlflow_cl
         assert [row["arm"] for row in csv.DictReader(fh)] == arms
     assert (folder / "chart.png").read_bytes()[:4] == b"\x89PNG"
     assert "<table>" in (folder / "table.html").read_text()
+    # the report overlays each arm's curves (mean over its seeds): one glance for (e)
+    from cnnexp.report import overlay
+
+    rep = cli("report", parent.info.run_id, "--out", "r.html", "--no-log")
+    assert rep.exit_code == 0, rep.stderr
+    assert 'alt="ablation arms&#x27; curves"' in Path("r.html").read_text()
+    means = overlay.mean_history([overlay.history(r.info.run_id) for r in seed_runs
+                                  if r.data.tags["cnnexp.arm"] == "baseline"])
+    vals = [m.value for r in seed_runs if r.data.tags["cnnexp.arm"] == "baseline"
+            for m in mlflow_client.get_metric_history(r.info.run_id, "val_acc") if m.step == 2]
+    assert [h["epoch"] for h in means] == [1, 2]
+    assert means[-1]["val_acc"] == pytest.approx(sum(vals) / 2)
 
 
 def _spec(workdir: Path, name: str, extra: str = "") -> str:
@@ -176,3 +188,25 @@ def test_ctrl_c_keeps_finished_runs_for_resume(cli, mlflow_client, workdir: Path
     assert res.exit_code == 0, res.stderr
     assert len(_runs(mlflow_client, name, "ablation-seed")) == 4  # only the missing two trained
     assert [r["n"] for r in res.json()["rows"]] == [2, 2]
+
+
+def test_resume_ends_runs_an_earlier_stop_left_running(cli, mlflow_client, workdir: Path) -> None:
+    """A full disk mid-ablate can leave the parent, an arm and a seed run RUNNING (the store
+    could not take their end); --resume ends them FAILED and leaves nothing RUNNING."""
+    name = "leftover"
+    spec = _spec(workdir, name)
+    assert cli("ablate", "--spec", spec, "--seeds", "1", "--json").exit_code == 0
+    left = [_runs(mlflow_client, name, kind)[0] for kind in
+            ("ablation", "ablation-arm", "ablation-seed")]
+    for r in left:  # the state such a stop leaves
+        mlflow_client.update_run(r.info.run_id, status="RUNNING")
+
+    res = cli("ablate", "--spec", spec, "--seeds", "1", "--resume", "--json")
+    assert res.exit_code == 0, res.stderr
+    assert "ended 3 run(s) an earlier stop left RUNNING" in res.stderr
+    for r in left:
+        now = mlflow_client.get_run(r.info.run_id)
+        assert now.info.status == "FAILED"
+        assert now.data.tags["cnnexp.reason"].startswith("left RUNNING by an earlier stop")
+    kinds = ("ablation", "ablation-arm", "ablation-seed")
+    assert all(r.info.status != "RUNNING" for k in kinds for r in _runs(mlflow_client, name, k))

@@ -43,6 +43,7 @@ def test_report_pairs_the_tuned_and_the_start_recipe(cli, mlflow_client) -> None
     assert {r["run_id"] for r in rep.json()["runs"]} >= {tuned.json()["run_id"],
                                                          start.json()["run_id"]}
     page = Path("r.html").read_text()
+    assert 'alt="start vs tuned curves"' in page  # the two runs' curves, overlaid
     summary = page[page.index("<h2>Summary</h2>"):page.index("Next step")]
     headline = summary[:summary.index("</b>")]
     assert f"Tuned: test_acc {t['test_acc']:.4f} ± {t['test_acc_se']:.4f}" in headline
