@@ -40,7 +40,13 @@ def run_name(recipe: Recipe, refit: bool = False) -> str:
 
 def describe_result(recipe: Recipe, result: FitResult, tested: TestResult | None = None) -> str:
     s = result.summary()
-    lines = [f"**{recipe.name}**: {recipe.description}".rstrip(": "), "",
+    # the recipe's description says what it was written for ("5 epochs, < 10 min"); the
+    # budget this run actually had is said beside it, so an override never reads as the recipe
+    n_train = result.trainer.data.n_train if result.trainer is not None else None
+    budget = (f"This run: {recipe.train.epochs} epoch(s)"
+              + (f" on {n_train:,} training images" if n_train else "")
+              + f", batch {recipe.train.batch_size}, seed {recipe.train.seed}.")
+    lines = [f"**{recipe.name}**: {recipe.description}".rstrip(": "), "", budget, "",
              "| status | epochs | val_acc | best val_acc | val_loss | train_acc | seconds |",
              "|---|---|---|---|---|---|---|",
              f"| {s['status']} | {s['epochs']} | {s['val_acc']:.4f} | {s['best_val_acc']:.4f} "

@@ -90,6 +90,8 @@ def test_train_test_reports_and_logs_the_final_figure(cli, mlflow_client) -> Non
     files = {a.path for a in mlflow_client.list_artifacts(out["run_id"], "test")}
     assert {"test/confusion_matrix.png", "test/confusion_matrix.csv"} <= files
     assert "**Test**: test_acc" in run.data.tags["mlflow.note.content"]
+    # the budget this run had, beside the recipe's own description
+    assert "This run: 2 epoch(s) on " in run.data.tags["mlflow.note.content"]
 
     # the experiment's report opens with where the routine stands: the test figure with its
     # noise, the steps not taken, and what to do next
