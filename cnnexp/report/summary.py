@@ -58,10 +58,17 @@ def _ablation(r: dict[str, Any]) -> str:
     base = rows[0] if rows else {}
     head = (f"baseline {summary.get('metric', '')} {_number(base.get('mean')):.4f} ± "
             f"{_number(base.get('std')):.4f} over {summary.get('seeds')} seeds")
-    arms = [row for row in rows[1:] if isinstance(row.get("delta"), float)]
-    shown = [f"{row['arm']}: {row['verdict']} ({row['delta'] * 100:+.2f} pp, "
-             f"p={_number(row.get('p_value')):.2g})"
-             for row in arms if row.get("verdict") in ("helps", "hurts", "diverged")]
+    arms = rows[1:]
+
+    def said(row: dict[str, Any]) -> str:
+        if not isinstance(row.get("delta"), float):  # every seed diverged: no mean, no test
+            return (f"{row['arm']}: {row.get('verdict')} ({row.get('diverged', '?')} of "
+                    f"{row.get('seeds', '?')} seeds)")
+        return (f"{row['arm']}: {row['verdict']} ({row['delta'] * 100:+.2f} pp, "
+                f"p={_number(row.get('p_value')):.2g})")
+
+    shown = [said(row) for row in arms if row.get("verdict") in ("helps", "hurts", "diverged")
+             or not isinstance(row.get("delta"), float)]
     if shown:
         rest = len(arms) - len(shown)
         return (f"{head}; {'; '.join(shown)}"

@@ -4,6 +4,7 @@ divergence and per-arm LR retuning. Tiny budgets (small subset, 1-2 epochs) keep
 from __future__ import annotations
 
 import csv
+import html
 from pathlib import Path
 
 import pytest
@@ -144,6 +145,11 @@ def test_diverged_arm_is_in_the_table(cli, workdir: Path) -> None:
     assert row["arm"] == "huge lr" and row["verdict"] == "diverged" and row["n"] == 0
     assert row["mean"] is None
     assert "diverged" in Path(res.json()["table_path"]).read_text()
+    # the report's summary names the diverged arm, never counts it "within noise"
+    rep = cli("report", "--out", "r.html", "--no-log")
+    assert rep.exit_code == 0, rep.stderr
+    page = html.unescape(Path("r.html").read_text())
+    assert "huge lr: diverged (2 of 2 seeds)" in page
 
 
 def test_retune_lr_gives_each_arm_its_own_lr(cli, mlflow_client, workdir: Path) -> None:
