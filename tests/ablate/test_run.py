@@ -209,7 +209,6 @@ def test_resume_ends_runs_an_earlier_stop_left_running(cli, mlflow_client, workd
 
     res = cli("ablate", "--spec", spec, "--seeds", "1", "--resume", "--json")
     assert res.exit_code == 0, res.stderr
-    assert "ended 3 run(s) an earlier stop left RUNNING" in res.stderr
     for r in left:
         now = mlflow_client.get_run(r.info.run_id)
         assert now.info.status == "FAILED"
