@@ -42,7 +42,7 @@ def describe_result(recipe: Recipe, result: FitResult, tested: TestResult | None
     s = result.summary()
     # the recipe's description says what it was written for ("5 epochs, < 10 min"); the
     # budget this run actually had is said beside it, so an override never reads as the recipe
-    n_train = result.trainer.data.n_train if result.trainer is not None else None
+    n_train = result.trainer.data.n_train
     budget = (f"This run: {recipe.train.epochs} epoch(s)"
               + (f" on {n_train:,} training images" if n_train else "")
               + f", batch {recipe.train.batch_size}, seed {recipe.train.seed}.")

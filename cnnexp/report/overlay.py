@@ -11,13 +11,13 @@ from typing import Any
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from cnnexp.diagnose.rules import CURVE_KEYS as KEYS
 from cnnexp.plotstyle import plain_text
 from cnnexp.report import html as H
 from cnnexp.tracking import query
 
 plain_text()  # run and arm names are user text: `$` is not math
 
-KEYS = ("train_loss", "train_acc", "val_loss", "val_acc")
 MAX_SERIES = 8  # beyond this the colours repeat and the panel stops reading at a glance
 
 History = Sequence[Mapping[str, float]]
