@@ -176,7 +176,8 @@ def _retune(arm: Arm, arm_run: Recording, spec: AblationSpec, data: _Data, dev: 
 
 def _run_arm(parent: Recording, arm: Arm, spec: AblationSpec, name: str, opts: Options,
              data: _Data, dev: torch.device, prog: AblationProgress,
-             earlier: dict[Kind, list[Any]]) -> tuple[list[SeedResult], float | None]:
+             earlier: dict[Kind, list[Any]]) -> tuple[list[SeedResult], float | None,
+                                                      str | None]:
     tags = {T.ABLATION: name, T.ARM: arm.label, T.ARM_HASH: recipe_hash(arm.recipe)}
     done = {r.data.tags.get(T.RECIPE_HASH): r for r in earlier.get(Kind.SEED, [])
             if r.data.tags.get(T.ARM) == arm.label}
@@ -200,7 +201,7 @@ def _run_arm(parent: Recording, arm: Arm, spec: AblationSpec, name: str, opts: O
         arm_run.log_metrics({"mean": sum(finished) / len(finished) if finished else math.nan,
                              "n": len(finished), "diverged": len(results) - len(finished)})
         arm_run.set_tags({T.REUSED_RUNS: " ".join(r.run_id for r in results if r.reused)})
-        return results, lr
+        return results, lr, arm_run.run_id
 
 
 def _seed_line(label: str, seed: int, metric: str, r: SeedResult) -> str:
@@ -249,6 +250,24 @@ def write_outputs(out: Path, rows: Sequence[Row], info: TableInfo,
     return paths
 
 
+def record_verdicts(rows: Sequence[Row], arm_runs: dict[str, str | None], metric: str) -> None:
+    """Each arm run gets its row of the table (std, Δ, p as metrics, the verdict as a tag), so
+    the MLflow arms view (tracking/views.py) reads like the ablation table."""
+    from cnnexp.tracking import attach
+
+    accuracy = metric.endswith("_acc")  # accuracy differences in pp, as the table gives them
+    for row in rows:
+        run = attach(arm_runs.get(row.arm))
+        if run is None:
+            continue
+        # rounded as the table rounds them: the runs table shows what a reader can use
+        values = {"std": round(row.std, 4), "p_value": float(f"{row.p_value:.2g}"),
+                  **({"delta_pp": round(row.delta * 100, 2)} if accuracy
+                     else {"delta": round(row.delta, 4)})}
+        run.log_batch(metrics={k: v for k, v in values.items() if math.isfinite(v)},
+                      tags={T.VERDICT: row.verdict or "baseline"})
+
+
 def check_arms(arms: Sequence[Arm], data: _Data) -> None:
     """Build every arm's data and model once before any run exists: bad data paths and models
     that cannot run on the data (a zoo model on small images, BatchNorm on batches of one) are
@@ -279,13 +298,15 @@ def run_ablation(name: str, spec: AblationSpec, arms: Sequence[Arm], opts: Optio
             opts.say(f"ended {ended} run(s) an earlier stop left RUNNING (marked FAILED)")
         seeds: dict[str, list[SeedResult]] = {}
         lrs: list[float | None] = []
+        arm_runs: dict[str, str | None] = {}
         for arm in arms:
-            seeds[arm.label], lr = _run_arm(parent, arm, spec, name, opts, data, dev, prog,
-                                            earlier)
+            seeds[arm.label], lr, arm_runs[arm.label] = _run_arm(parent, arm, spec, name, opts,
+                                                                 data, dev, prog, earlier)
             lrs.append(lr)
         rows = summarize(list(seeds.items()), higher_is_better=higher_is_better(spec.metric),
                          alpha=spec.alpha, cumulative=spec.mode == "cumulative",
                          lrs=lrs if opts.retune else None)
+        record_verdicts(rows, arm_runs, spec.metric)
         info = table_info(name, spec, arms, opts.retune, epochs)
         out = opts.out or default_out(name)
         paths = write_outputs(out, rows, info, seeds)

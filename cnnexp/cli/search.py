@@ -55,6 +55,11 @@ def search(args: Args = None,
                                 "confirm seeds are planned from a short measurement on this "
                                 "machine, printed first, and kept to (default: the recipe's "
                                 "search.budget; none: the recipe's trial counts).")] = None,
+           final_budget: Annotated[str | None, typer.Option(
+               "--final-budget", help="Time for the final run, e.g. 20m: best.yaml trains as "
+                                      "many epochs as fit it on this machine, measured on the "
+                                      "tuned configuration (default: the recipe's "
+                                      "search.final_budget; none: its train.epochs).")] = None,
            json: Json = False, quiet: Quiet = False) -> None:
     """Coarse -> fine random search in log space (Optuna), tracked in MLflow.
 
@@ -77,6 +82,8 @@ def search(args: Args = None,
         cnnexp search fashion_mnist --confirm-seeds auto   # seeds until the verdict is decided
 
         cnnexp search fashion_mnist --budget 40m       # trials and seeds planned to fit 40 min
+
+        cnnexp search fashion_mnist_plain --final-budget 20m   # best.yaml: epochs for 20 min
     """
     from cnnexp.errors import CheckFailed
     from cnnexp.redact import remember
@@ -88,7 +95,8 @@ def search(args: Args = None,
     opts = SearchOptions(stages=stages, trials=trials, study=study, storage=storage,
                          workers=workers, devices=devices, resume=resume,
                          heartbeat=heartbeat, out=out, track=track, confirm=confirm,
-                         confirm_seeds=confirm_seeds, test=test, budget=budget)
+                         confirm_seeds=confirm_seeds, test=test, budget=budget,
+                         final_budget=final_budget)
     quiet_libraries()
     result = run_search(ref, overrides, opts, console=err, lines=not json and not quiet,
                         bar=show_progress(json, quiet))

@@ -30,16 +30,16 @@ MAX_SCALE = 5.0  # trials beyond 5x the recipe's counts add little: the rest is 
 MIN_TRIALS = {0: 4}  # the first stage needs a few trials to narrow from; later stages 2
 
 
-def parse_budget(text: str) -> float:
-    """`90s`, `30m`, `1.5h`, `1h30m` -> seconds."""
+def parse_budget(text: str, option: str = "--budget") -> float:
+    """`90s`, `30m`, `1.5h`, `1h30m` -> seconds (`option` names it in errors)."""
     raw = text.strip().lower().replace(" ", "")
     parts = re.findall(r"(\d+(?:\.\d+)?)([hms])", raw)
     if not raw or not parts or "".join(n + u for n, u in parts) != raw:
-        raise BadInput(f"--budget {text!r}: give a duration with units, e.g. 90s, 30m, 1.5h "
+        raise BadInput(f"{option} {text!r}: give a duration with units, e.g. 90s, 30m, 1.5h "
                        "or 1h30m")
     seconds = sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
     if not 10 <= seconds <= 30 * 24 * 3600:
-        raise BadInput(f"--budget {text!r}: must be from 10s to 30 days")
+        raise BadInput(f"{option} {text!r}: must be from 10s to 30 days")
     return seconds
 
 

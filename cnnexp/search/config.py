@@ -69,6 +69,9 @@ class SearchCfg(Strict):
     stages: dict[str, StageCfg]
     confirm: ConfirmCfg = Field(default_factory=ConfirmCfg)
     budget: str | None = None  # wall-clock budget (`30m`): plan the search to fit it
+    # the final run's time (`20m`): best.yaml trains as many epochs as fit it on this machine
+    # (search/final_budget.py); none: the recipe's own train.epochs
+    final_budget: str | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,7 @@ class Plan:
     study: str = ""
     storage: str = ""
     budget: str | None = None  # the recipe's search.budget (--budget overrides it)
+    final_budget: str | None = None  # the recipe's search.final_budget (--final-budget too)
     # with a budget: {"deadline": time.time() to end by, "trial_seconds": {stage: s}}
     deadline: dict[str, Any] | None = None
 
@@ -327,7 +331,8 @@ def build_plan(ref: str | None, overrides: list[str], *, stages: str | None = No
     bounds = {p: schema_bound(p) for p, v in space.items() if isinstance(v, Range)}
     fp = fingerprint(recipe, cfg, space, direction)
     return Plan(ref, list(overrides), recipe.name, cfg.metric, direction, cfg.summary, cfg.edge,
-                cfg.extend, space, plans, fp, bounds, cfg.confirm, budget=cfg.budget)
+                cfg.extend, space, plans, fp, bounds, cfg.confirm, budget=cfg.budget,
+                final_budget=cfg.final_budget)
 
 
 def _promote(st: StageCfg, index: int, trials: int) -> int:

@@ -29,6 +29,7 @@ from cnnexp.noise import detectable, mean_std, paired_p, verdict
 from cnnexp.schema import Recipe
 from cnnexp.search import attrs as A
 from cnnexp.search.config import Plan, trial_recipe
+from cnnexp.search.final_budget import epoch_seconds_of
 from cnnexp.search.trial import objective
 from cnnexp.tracking import Kind, Run, tracked
 from cnnexp.tracking import tags as T
@@ -50,8 +51,12 @@ class Arm:
 
     def stats(self) -> dict[str, Any]:
         mean, std = mean_std(self.finished)
+        # what one epoch of this arm costs on all the data (the final budget's measure)
+        per_epoch = epoch_seconds_of([(r.seconds, len(r.history)) for r in self.results
+                                      if r.status != "diverged"])
         return {"mean": mean, "std": std, "values": self.values, "run_ids": self.run_ids,
-                "diverged": len(self.values) - len(self.finished)}
+                "diverged": len(self.values) - len(self.finished),
+                "epoch_seconds": round(per_epoch, 2) if per_epoch else None}
 
 
 def _pp(x: float, metric: str) -> str:

@@ -56,6 +56,11 @@ def render(result: dict[str, Any], console: Any, k: int = 5) -> None:
         console.print(f"best trial: {best['stage']}-{best['trial']:02d} {result['metric']}="
                       f"{best.get('noise') or best['value']}  ->  {result['best_recipe_path']}",
                       highlight=False, soft_wrap=True)
+    final = result.get("final")
+    if final:
+        console.print(f"  best.yaml trains {final['epochs']} epoch(s): the final budget of "
+                      f"{final['budget'] / 60:.1f} min at {final['epoch_seconds']:.0f} s per epoch",
+                      highlight=False, soft_wrap=True)
     confirm = result.get("confirm")
     if confirm and confirm.get("test"):
         t = confirm["test"]

@@ -30,6 +30,7 @@ from cnnexp.search.storage import counts, superseded
 
 if TYPE_CHECKING:
     from cnnexp.schema import Recipe
+    from cnnexp.search.final_budget import FinalPlan
 
 
 @dataclass
@@ -173,15 +174,24 @@ def base_epochs(plan: Plan) -> int:
     return load_recipe(plan.ref, plan.overrides).train.epochs
 
 
-def write_best_recipe(plan: Plan, stage: StageResult, trial: FrozenTrial, path: Path) -> Path:
+def write_best_recipe(plan: Plan, stage: StageResult, trial: FrozenTrial, path: Path,
+                      final: FinalPlan | None = None) -> Path:
+    """best.yaml: the best trial's configuration at the recipe's own train.epochs, or at the
+    epochs that fit the final budget (`final`)."""
     from cnnexp.recipe import to_yaml
 
     recipe = best_recipe(plan, dict(trial.params))
     budget = f"{stage.plan.epochs} epochs" + (f" on {stage.plan.subset} images"
                                               if stage.plan.subset else "")
+    if final is not None:
+        recipe.train.epochs = final.epochs
+        trains = (f"trains for {final.epochs} epochs, as many as fit the final budget of "
+                  f"{final.budget / 60:.1f} min on the machine that searched "
+                  f"({final.epoch_seconds:.0f} s per epoch)")
+    else:
+        trains = f"trains for {recipe.train.epochs} epochs, the recipe's own budget"
     recipe.description = (f"Best trial of search {plan.study}: {stage.plan.name}-{trial.number:02d}"
-                          f" ({plan.metric}={trial.value:.4f} after {budget}); trains for "
-                          f"{recipe.train.epochs} epochs, the recipe's own budget")
+                          f" ({plan.metric}={trial.value:.4f} after {budget}); {trains}")
     path.parent.mkdir(parents=True, exist_ok=True)
     with replaced(path) as tmp:
         tmp.write_text(to_yaml(recipe), encoding="utf-8")

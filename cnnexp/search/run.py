@@ -48,6 +48,8 @@ class SearchOptions:
     confirm_seeds: int | str | None = None  # N or "auto"; default: search.confirm.seeds
     test: bool = False  # evaluate the confirmed winner on the held-out test split
     budget: str | None = None  # wall-clock budget (`30m`); default: the recipe's search.budget
+    # the final run's time (`20m`): best.yaml's epochs; default: search.final_budget
+    final_budget: str | None = None
 
 
 MAX_WORKERS = 256  # worker processes on one host: more is a typo
@@ -93,6 +95,10 @@ def prepare(ref: str | None, overrides: Sequence[str], opts: SearchOptions
     if opts.test and not opts.confirm:
         raise BadInput("--test evaluates the confirmed winner: it needs the confirming stage "
                        "(drop --no-confirm)")
+    if opts.final_budget or plan.final_budget:  # a typo fails now, not after the search
+        from cnnexp.search.budget import parse_budget
+
+        parse_budget(opts.final_budget or plan.final_budget or "", "--final-budget")
     if opts.heartbeat < 1:
         raise BadInput(f"--heartbeat must be at least 1 second, got {opts.heartbeat}")
     from cnnexp.engine.device import resolve_device
@@ -167,6 +173,26 @@ def run_search(ref: str | None, overrides: Sequence[str], opts: SearchOptions, *
         say = f"budget: {used / 60:.1f} of {budget.budget / 60:.1f} min used"
         console.print(say if used <= budget.budget else f"[yellow]{say}[/]", highlight=False)
     return result
+
+
+def final_plan(plan: Plan, opts: SearchOptions, best: tuple, confirmed: dict[str, Any] | None,
+               device: str) -> Any:
+    """The final run's epochs when a final budget is set (search/final_budget.py)."""
+    text = opts.final_budget or plan.final_budget
+    if not text:
+        return None
+    from cnnexp.search import budget as B
+    from cnnexp.search.final_budget import plan_final
+    from cnnexp.search.results import best_recipe
+
+    def probe() -> float:
+        from cnnexp.engine.device import resolve_device
+
+        recipe = best_recipe(plan, dict(best[1].params))
+        rates = B.measure(recipe, resolve_device(device))
+        return rates.run_seconds(1, rates.n_train, rates.views) - B.TRIAL_OVERHEAD
+
+    return plan_final(B.parse_budget(text, "--final-budget"), confirmed, probe)
 
 
 def plan_budget(ref: str | None, overrides: Sequence[str], plan: Plan, opts: SearchOptions,
@@ -250,9 +276,14 @@ def finish(storage: Any, plan: Plan, parent: tracking.Run | None, opts: SearchOp
         say(f"budget: {skipped}")
     confirmed = confirm_once(storage, plan, best, parent, seeds, opts.test, device, say,
                              callbacks) if best and opts.confirm and not skipped else None
+    final = final_plan(plan, opts, best, confirmed, device) if best else None
+    if final is not None and best:
+        say(final.line())
+        best_path = write_best_recipe(plan, best[0], best[1], out / "best.yaml", final)
     seconds = time.perf_counter() - started
     result = result_json(plan, results, best, best_path, csv_path, seconds, confirmed,
                          skipped)
+    result["final"] = final.to_dict() if final is not None else None
     if parent is not None:
         log_search(plan, results, best, parent, out, seconds, result)
     return result  # best is None when no trial completed: the command exits 1

@@ -74,6 +74,11 @@ def _parent_run(plan: Plan) -> tracking.Run:
                   "search.stages": ",".join(s.name for s in plan.stages),
                   **{f"search.space.{p}": v.show() for p, v in plan.space.items()},
                   **{f"search.start.{p}": start.get(p) for p in plan.space}})
+    from cnnexp.tracking.views import search_view_tag
+
+    # the experiment's trials view: this study's direction and searched parameters
+    for key, value in search_view_tag(plan.direction == "maximize", list(plan.space)).items():
+        r.client.set_experiment_tag(r.experiment_id, key, value)
     return r
 
 

@@ -21,16 +21,16 @@ ML_VIEW = "workflowType=machine_learning"
 
 
 def runs_url(base: str, experiment_id: str, run_id: str | None = None,
-             view: bool = True) -> str:
-    """The MLflow UI's runs table, opened in the experiment's cnnexp view (tracking.views:
-    sorted by best_val_acc, the key columns shown; `view=False` for an experiment cnnexp did
-    not make), or one run's page; both in the "Model training" view."""
+             view: bool = True, key: str | None = None) -> str:
+    """The MLflow UI's runs table, opened in one of the experiment's saved views
+    (tracking.views; `key`: default every run by best_val_acc; `view=False` for an experiment
+    cnnexp did not make), or one run's page; both in the "Model training" view."""
     from cnnexp.tracking.views import VIEW_KEY
 
     page = f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs"
     if run_id:
         return f"{page}/{run_id}?{ML_VIEW}"
-    return f"{page}?{ML_VIEW}" + (f"&viewStateShareKey={VIEW_KEY}" if view else "")
+    return f"{page}?{ML_VIEW}" + (f"&viewStateShareKey={key or VIEW_KEY}" if view else "")
 
 
 def experiments(c: MlflowClient | None = None) -> list[tuple[str, str]]:

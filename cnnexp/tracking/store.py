@@ -8,6 +8,7 @@ FINISHED, FAILED on an exception, KILLED on Ctrl-C.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Iterator, Mapping
@@ -91,6 +92,14 @@ def _param_value(value: Any) -> str:
     return text if len(text) <= 6000 else text[:5997] + "..."
 
 
+def readable(value: float) -> float:
+    """A metric as the runs table should show it: six significant digits, so a float32
+    accuracy of 919/1000 reads 0.919, not 0.9190000295 cut to "0.91900002…" (six digits keep
+    far more than any metric here can resolve)."""
+    v = float(value)
+    return float(f"{v:.6g}") if math.isfinite(v) else v
+
+
 @dataclass
 class Run:
     """A live MLflow run; thin helpers over MlflowClient."""
@@ -115,7 +124,7 @@ class Run:
                   tags: Mapping[str, Any] | None = None, step: int | None = None) -> None:
         """Metrics and tags in one request (one commit on a SQLite store)."""
         now = int(time.time() * 1000)
-        items = [Metric(k, float(v), now, step or 0) for k, v in (metrics or {}).items()
+        items = [Metric(k, readable(v), now, step or 0) for k, v in (metrics or {}).items()
                  if isinstance(v, (int, float))]
         run_tags = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
         if items or run_tags:

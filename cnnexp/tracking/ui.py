@@ -167,13 +167,20 @@ def _group_alive(proc: subprocess.Popen) -> bool:
 
 
 def experiment_links(base: str, limit: int = 8) -> list[str]:
-    """Direct links to each experiment's runs table: MLflow 3.17 opens experiments on a GenAI
-    overview unless the link asks for its "Model training" view."""
-    from cnnexp.tracking.views import has_view
+    """Direct links to each experiment's runs table (MLflow 3.17 opens experiments on a GenAI
+    overview unless the link asks for its "Model training" view), and under it one link per
+    kind of run it holds, each opening that kind's view (tracking/views.py)."""
+    from cnnexp.tracking.views import KIND_VIEWS, SHARED_VIEW_TAG, VIEW_KEY, kind_filter
 
     c = client()
     exps = [(i, n) for i, n in query.experiments(c) if n != "Default"]
-    lines = [f"  {name}: {query.runs_url(base, eid, view=has_view(c, eid))}"
-             for eid, name in exps[:limit]]
+    lines = []
+    for eid, name in exps[:limit]:
+        views = c.get_experiment(eid).tags
+        lines.append(f"  {name}: {query.runs_url(base, eid, view=SHARED_VIEW_TAG + VIEW_KEY in views)}")
+        for kind, key, label in KIND_VIEWS:
+            if SHARED_VIEW_TAG + key in views and c.search_runs(
+                    [eid], kind_filter(kind), max_results=1):
+                lines.append(f"    {label}: {query.runs_url(base, eid, key=key)}")
     return (["Runs tables:", *lines] if lines else []) + (
         [f"  ... and {len(exps) - limit} more"] if len(exps) > limit else [])

@@ -66,6 +66,24 @@ def test_leave_one_out_on_digits_tracks_nested_runs_and_artifacts(cli, mlflow_cl
     assert len(arm_runs) == 5 and len(seed_runs) == 10
     assert {r.data.tags["mlflow.parentRunId"] for r in arm_runs} == {parent.info.run_id}
     arm_ids = {r.data.tags["cnnexp.arm"]: r.info.run_id for r in arm_runs}
+    # each arm run carries its row of the table, for the MLflow arms view (tracking/views.py)
+    by_arm = {r.data.tags["cnnexp.arm"]: r for r in arm_runs}
+    for row in out["rows"]:
+        run = by_arm[row["arm"]]
+        assert run.data.tags["cnnexp.verdict"] == row["verdict"]
+        assert run.data.metrics["std"] == pytest.approx(row["std"], abs=5e-5)
+        if row["arm"] != "baseline":
+            assert run.data.metrics["delta_pp"] == pytest.approx(row["delta"] * 100, abs=0.005)
+            assert run.data.metrics["p_value"] == pytest.approx(row["p_value"], rel=0.05)
+    assert "delta_pp" not in by_arm["baseline"].data.metrics
+    # `cnnexp ui` lists the experiment's arms view, not views of kinds it does not hold
+    from cnnexp.tracking.ui import experiment_links
+
+    exp_id = parent.info.experiment_id
+    links = "\n".join(experiment_links("http://h"))
+    assert (f"    ablation arms: http://h/#/experiments/{exp_id}/runs"
+            "?workflowType=machine_learning&viewStateShareKey=cnnexp-arms") in links
+    assert "training runs:" not in links and "search trials:" not in links
     for r in seed_runs:
         assert r.data.tags["mlflow.parentRunId"] == arm_ids[r.data.tags["cnnexp.arm"]]
         assert r.info.status == "FINISHED" and r.data.params["train.epochs"] == "2"

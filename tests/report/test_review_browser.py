@@ -34,15 +34,17 @@ def _chromium() -> str:
     return found
 
 
-def _browse(url: str, profile: Path, *, screenshot: Path | None = None) -> str:
+def _browse(url: str, profile: Path, *, screenshot: Path | None = None,
+            width: int = 3000) -> str:
     """The DOM after a 20 s virtual-time budget (MLflow's UI fetches runs asynchronously), or
-    a 1400x1000 screenshot."""
+    a 1400x1000 screenshot. The runs grid renders only the columns within `width` px: a
+    column in a 1600-px DOM is one a reviewer sees without scrolling."""
     cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
            "--no-first-run", "--disable-background-networking", "--disable-component-update",
            "--disable-sync", f"--user-data-dir={profile}", "--virtual-time-budget=20000"]
     # the DOM at 3000 px wide: the runs grid renders only the columns in view
     cmd += [f"--screenshot={screenshot}", "--window-size=1400,1000"] if screenshot else \
-        ["--dump-dom", "--window-size=3000,1000"]
+        ["--dump-dom", f"--window-size={width},1000"]
     shutil.rmtree(profile, ignore_errors=True)
     out = subprocess.run([*cmd, url], capture_output=True, text=True, timeout=240)
     return out.stdout
@@ -95,7 +97,7 @@ def test_review_in_mlflow_ui_with_headless_chromium(cli, workdir: Path, mlflow_c
                  "--out", "abl", "--json")
     assert ablate.exit_code == 0, ablate.stderr
 
-    train = cli("train", "train.epochs=3", "--experiment", EXP, "--json")
+    train = cli("train", "train.epochs=3", "--experiment", EXP, "--test", "--json")
     assert train.exit_code == 0, train.stderr
     final = train.json()
 
@@ -139,8 +141,8 @@ def test_review_in_mlflow_ui_with_headless_chromium(cli, workdir: Path, mlflow_c
         (ARTIFACTS / "runs_table.html").write_text(dom)
         assert "share key" not in dom  # MLflow found and loaded the saved view
         # the view's columns that runs here have (MLflow shows no column nobody logged)
-        for column in ("metrics.`best_val_acc`", "metrics.`val_loss`", "metrics.`seconds`",
-                       "params.`opt.lr`", "tags.`diagnosis`"):
+        for column in ("metrics.`best_val_acc`", "metrics.`best_val_acc_se`",
+                       "metrics.`seconds`", "params.`opt.lr`", "tags.`diagnosis`"):
             assert f'col-id="{column}"' in dom, column
         # ordered by best_val_acc, best first
         assert re.search(r'is-ordered-by"[^>]*col-id="metrics.`best_val_acc`"', dom)
@@ -156,6 +158,46 @@ def test_review_in_mlflow_ui_with_headless_chromium(cli, workdir: Path, mlflow_c
         for r in (san, study, abl, fin):
             assert f'href="#/experiments/{exp_id}/runs/{r.info.run_id}"' in plain
         assert not any(f"/runs/{c.info.run_id}\"" in plain for c in children)
+
+        # one view per kind of run, printed under the experiment's link; at 1600 px each opens
+        # on its decisive columns (the metric and its noise, the diagnosis or verdict, the
+        # budget) and lists that kind of run only
+        printed = (workdir / "ui.log").read_text()
+        views = {key: runs_url(base, exp_id, key=key)
+                 for key in ("cnnexp-train", "cnnexp-trials", "cnnexp-arms")}
+        for label, key in (("training runs", "cnnexp-train"), ("search trials", "cnnexp-trials"),
+                           ("ablation arms", "cnnexp-arms")):
+            assert f"{label}: {views[key]}" in printed, label
+        wanted = {
+            "cnnexp-train": (_kind(runs, "train"), ["metrics.`best_val_acc`",
+                             "metrics.`best_val_acc_se`", "metrics.`test_acc`",
+                             "metrics.`test_acc_se`", "tags.`diagnosis`",
+                             "params.`train.epochs`", "params.`data.subset`"]),
+            "cnnexp-trials": (_kind(runs, "trial"), ["metrics.`objective`",
+                              "metrics.`best_val_acc_se`", "tags.`diagnosis`",
+                              "params.`search.stage`", "params.`train.epochs`"]),
+            "cnnexp-arms": (_kind(runs, "ablation-arm"), ["metrics.`mean`", "metrics.`std`",
+                            "metrics.`delta_pp`", "metrics.`p_value`",
+                            "tags.`cnnexp.verdict`"])}
+        for key, (kind_runs, columns) in wanted.items():
+            dom = _browse(views[key], profile, width=1600)
+            (ARTIFACTS / f"view_{key}.html").write_text(dom)
+            assert "share key" not in dom, key
+            for column in columns:
+                assert f'col-id="{column}"' in dom, (key, column)
+            listed = set(re.findall(rf'href="#/experiments/{exp_id}/runs/(\w+)"', dom))
+            assert listed == {r.info.run_id for r in kind_runs}, key
+        arms_dom = (ARTIFACTS / "view_cnnexp-arms.html").read_text()
+        for a in ARMS:
+            assert f">{a}<" in arms_dom, a
+        verdicts = re.findall(r'id="cell-tags.`cnnexp.verdict`-\d+" class="ag-cell-value">'
+                              r"([^<]+)<", arms_dom)
+        assert len(verdicts) == len(ARMS), verdicts
+
+        # the study's page: each stage's finding in its description
+        study_dom = _browse(runs_url(base, exp_id, study.info.run_id), profile, width=1600)
+        assert "<th>finding</th>" in study_dom
+        assert re.search(r"<td>(no )?signal", study_dom), "stage findings"
 
         # a trial's page names its stage as parent, the stage its study, a seed its arm
         for child, parent in ((trial, stage), (stage, study), (seed, arm), (arm, abl)):
@@ -175,6 +217,7 @@ def test_review_in_mlflow_ui_with_headless_chromium(cli, workdir: Path, mlflow_c
         assert f"Diagnosis: {final['diagnosis']}" in fin_dom and "Remedies" in fin_dom
 
         shots = {"runs_table": link,
+                 **{f"view_{key}": url for key, url in views.items()},
                  "train_run": runs_url(base, exp_id, fin.info.run_id),
                  "train_confusion_matrix": f"{base}/#/experiments/{exp_id}/runs/"
                                            f"{fin.info.run_id}/artifacts/classification/"
