@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -93,11 +94,11 @@ def _param_value(value: Any) -> str:
 
 
 def readable(value: float) -> float:
-    """A metric as the runs table should show it: six significant digits, so a float32
-    accuracy of 919/1000 reads 0.919, not 0.9190000295 cut to "0.91900002…" (six digits keep
-    far more than any metric here can resolve)."""
+    """A metric as the runs table should show it: seven significant digits (what a float32
+    holds), so a float32 accuracy of 919/1000 reads 0.919, not 0.9190000295 cut to
+    "0.91900002…"."""
     v = float(value)
-    return float(f"{v:.6g}") if math.isfinite(v) else v
+    return float(f"{v:.7g}") if math.isfinite(v) else v
 
 
 @dataclass
@@ -210,9 +211,31 @@ def _terminate_quietly(handle: Run, status: str) -> bool:
 NOTE_LIMIT = 8000  # MLflow cuts a tag value (the description is one) at 8,000 characters
 
 
+PAD = "\u00a0"  # a no-break space: Markdown keeps it where it trims ordinary spaces
+
+
+def padded_tables(markdown: str) -> str:
+    """Markdown tables whose cells keep a space on each side in MLflow's UI, which renders
+    description tables without cell padding ("0.6638 | 1" read "0.66381"). Separator rows,
+    code blocks and text outside tables are left as they are."""
+    out, fenced = [], False
+    for line in markdown.split("\n"):
+        fenced ^= line.lstrip().startswith("```")
+        row = line.strip()
+        if fenced or len(row) < 2 or not (row.startswith("|") and row.endswith("|")) \
+                or set(row) <= set("|-: "):
+            out.append(line)
+            continue
+        cells = re.split(r"(?<!\\)\|", row[1:-1])  # `\|` inside a cell is not a border
+        out.append("|" + "|".join(f" {PAD}{c.strip()}{PAD} " for c in cells) + "|")
+    return "\n".join(out)
+
+
 def fit_note(markdown: str, limit: int = NOTE_LIMIT) -> str:
-    """A description MLflow keeps whole: an over-long one loses its middle, not its end (the
-    results and the diagnosis come last; a long recipe description comes first)."""
+    """A description MLflow renders legibly (padded_tables) and keeps whole: an over-long one
+    loses its middle, not its end (the results and the diagnosis come last; a long recipe
+    description comes first)."""
+    markdown = padded_tables(markdown)
     if len(markdown) <= limit:
         return markdown
     marker = f"\n\n… ({{}} characters cut: MLflow keeps {limit} in a description) …\n\n"

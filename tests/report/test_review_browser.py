@@ -79,6 +79,11 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait(timeout=30)
 
 
+def _unpadded(dom: str) -> str:
+    """The DOM without the no-break spaces that pad description table cells."""
+    return dom.replace("&nbsp;", "").replace("\u00a0", "")
+
+
 def _kind(runs, kind: str):
     return [r for r in runs if r.data.tags.get(KIND) == kind]
 
@@ -195,7 +200,8 @@ def test_review_in_mlflow_ui_with_headless_chromium(cli, workdir: Path, mlflow_c
         assert len(verdicts) == len(ARMS), verdicts
 
         # the study's page: each stage's finding in its description
-        study_dom = _browse(runs_url(base, exp_id, study.info.run_id), profile, width=1600)
+        study_dom = _unpadded(_browse(runs_url(base, exp_id, study.info.run_id), profile,
+                                      width=1600))
         assert "<th>finding</th>" in study_dom
         assert re.search(r"<td>(no )?signal", study_dom), "stage findings"
 
@@ -207,7 +213,8 @@ def test_review_in_mlflow_ui_with_headless_chromium(cli, workdir: Path, mlflow_c
 
         # the ablation table is the parent run's description, rendered as a table
         abl_dom = _browse(runs_url(base, exp_id, abl.info.run_id), profile)
-        table = abl_dom[abl_dom.index("<table"):abl_dom.index("</table>")]
+        table = _unpadded(abl_dom[abl_dom.index("<table"):abl_dom.index("</table>")])
+        assert "&nbsp;Arm&nbsp;" in abl_dom or "\u00a0Arm\u00a0" in abl_dom  # padded cells
         heads = re.findall(r"<th>([^<]*)</th>", table)
         assert heads[:2] == ["Arm", "Change"] and {"Verdict", "Diagnosis"} <= set(heads)
         assert [c for c in re.findall(r"<tr>\s*<td>([^<]*)</td>", table)] == list(ARMS)

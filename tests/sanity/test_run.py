@@ -39,7 +39,7 @@ def test_sanity_logs_parent_and_nested_runs_with_plots(cli, mlflow_client) -> No
     parent = mlflow_client.get_run(out["run_id"])
     assert parent.info.run_name == "sanity" and parent.info.status == "FINISHED"
     assert parent.data.tags[KIND] == "sanity"
-    assert "| init-loss |" in parent.data.tags["mlflow.note.content"]
+    assert "| init-loss |" in parent.data.tags["mlflow.note.content"].replace("\u00a0", "")
     kids = _children(mlflow_client, out["run_id"], out["experiment_id"])
     assert set(kids) == {"data", "init-loss", "lr-range"}
     assert kids["init-loss"].data.metrics["init_loss"] == pytest.approx(init["loss"])

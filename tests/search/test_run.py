@@ -79,7 +79,7 @@ def test_two_stage_search_end_to_end(cli, workdir: Path, mlflow_client) -> None:
     runs = runs_of(mlflow_client, out["study"])
     (parent,), stages, trials = kind(runs, "search"), kind(runs, "stage"), kind(runs, "trial")
     assert parent.info.status == "FINISHED" and parent.info.run_name == out["study"]
-    note = parent.data.tags["mlflow.note.content"]
+    note = parent.data.tags["mlflow.note.content"].replace("\u00a0", "")  # cell padding
     assert "Search" in note
     # each stage's finding on the study's own page; ranges as code, never read as links
     assert "| finding |" in note and note.count("| signal: ") + note.count("| no signal: ") == 2
@@ -107,7 +107,7 @@ def test_two_stage_search_end_to_end(cli, workdir: Path, mlflow_client) -> None:
     assert done.data.tags["diagnosis"] in DIAGNOSES
     assert all(t["diagnosis"] in DIAGNOSES for t in coarse["top"])
     assert "| diagnosis |" in next(r for r in stages if r.info.run_name == "coarse"
-                                   ).data.tags["mlflow.note.content"]
+                                   ).data.tags["mlflow.note.content"].replace("\u00a0", "")
     files = {a.path for a in mlflow_client.list_artifacts(parent.info.run_id)}
     assert {"trials.csv", "best.yaml", "plots", "search.json"} <= files
 

@@ -262,3 +262,20 @@ def test_a_lease_whose_pid_was_reused_is_stale() -> None:
     old = Holder.parse(f"{me['host']} {me['pid']} tok {time.time():.0f}")  # an older tag
     assert old is not None and old.start is None and old.alive()
     assert Holder.parse("garbage") is None and Holder.parse("h 12 t 1 2") is None
+
+
+def test_description_tables_keep_a_space_in_each_cell() -> None:
+    """MLflow's UI renders description tables without cell padding; a no-break space on each
+    side of every cell keeps "0.6638 | 1" from reading "0.66381"."""
+    from cnnexp.tracking.store import PAD, fit_note
+
+    md = ("**Head** | not a table\n\n| arm | val_acc |\n|---|:---:|\n| a \\| b | 0.6638 |\n"
+          "```\n| code | stays |\n```")
+    note = fit_note(md)
+    lines = note.split("\n")
+    assert lines[0] == "**Head** | not a table"
+    assert lines[2] == f"| {PAD}arm{PAD} | {PAD}val_acc{PAD} |"
+    assert lines[3] == "|---|:---:|"
+    assert lines[4] == f"| {PAD}a \\| b{PAD} | {PAD}0.6638{PAD} |"
+    assert lines[-2] == "| code | stays |"
+    assert note.replace(PAD, "").replace("|  ", "| ").replace("  |", " |") == md
