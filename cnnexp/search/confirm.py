@@ -75,7 +75,7 @@ def _level(mean: float, std: float, metric: str) -> str:
 
 
 def headline(metric: str, best: Arm, recipe: Arm, delta: float, p: float, call: str,
-             seeds: int, mde: float = math.nan) -> str:
+             seeds: int, mde: float = math.nan, auto: bool = True) -> str:
     """The one line a reviewer reads first."""
     sb, sr = best.stats(), recipe.stats()
     levels = (f"{_level(sb['mean'], sb['std'], metric)} vs "
@@ -98,7 +98,8 @@ def headline(metric: str, best: Arm, recipe: Arm, delta: float, p: float, call: 
     if math.isfinite(lead) and lead > 0:
         return (f"not shown: the best trial leads by {_pp(delta, metric)}, within noise "
                 f"({p_text}{could}; {levels}); the recipe stays — more seeds "
-                "(search.confirm.max_seeds) could settle it")
+                f"({'search.confirm.max_seeds' if auto else '--confirm-seeds auto'}) could "
+                "settle it")
     return (f"within noise: no difference shown (Δ {_pp(delta, metric)}, {p_text}{could}; "
             f"{levels}); the recipe stays, the simpler choice")
 
@@ -168,7 +169,7 @@ def run_confirm(plan: Plan, best_params: dict[str, Any], *, device: torch.device
         "best_params": best_params, "best": best.stats(), "recipe": recipe.stats(),
         "delta": delta, "p_value": p, "detectable": mde, "verdict": call,
         "winner": BEST if call == "helps" else RECIPE,
-        "headline": headline(plan.metric, best, recipe, delta, p, call, i, mde)}
+        "headline": headline(plan.metric, best, recipe, delta, p, call, i, mde, auto)}
     if test:
         out["test"] = _test_winner(best if call == "helps" else recipe, cache)
     return out

@@ -141,7 +141,12 @@ def test_a_lead_within_noise_is_not_called_equal() -> None:
     recipe = Arm("recipe", None, values=[0.887, 0.890])  # type: ignore[arg-type]
     text = headline("val_acc", best, recipe, 0.0214, 0.12, "within noise", 2, 0.055)
     assert text.startswith("not shown: the best trial leads by +2.14 pp, within noise")
-    assert "could detect >= 5.50 pp" in text and "more seeds" in text and "as good" not in text
+    assert "could detect >= 5.50 pp" in text and "as good" not in text
+    assert "more seeds (search.confirm.max_seeds) could settle it" in text
+    # with a fixed number of seeds, the way to more seeds is --confirm-seeds auto
+    fixed = headline("val_acc", best, recipe, 0.0214, 0.12, "within noise", 2, 0.055,
+                     auto=False)
+    assert "more seeds (--confirm-seeds auto) could settle it" in fixed
     behind = headline("val_acc", best, recipe, -0.003, 0.6, "within noise", 2, 0.055)
     assert behind.startswith("within noise: no difference shown (Δ -0.30 pp")
     # a loss: lower is better, so a negative delta is the best trial's lead
