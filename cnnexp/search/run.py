@@ -98,7 +98,8 @@ def prepare(ref: str | None, overrides: Sequence[str], opts: SearchOptions
     if opts.final_budget or plan.final_budget:  # a typo fails now, not after the search
         from cnnexp.search.budget import parse_budget
 
-        parse_budget(opts.final_budget or plan.final_budget or "", "--final-budget")
+        parse_budget(opts.final_budget or plan.final_budget or "",
+                     "--final-budget" if opts.final_budget else "search.final_budget")
     if opts.heartbeat < 1:
         raise BadInput(f"--heartbeat must be at least 1 second, got {opts.heartbeat}")
     from cnnexp.engine.device import resolve_device
