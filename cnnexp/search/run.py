@@ -8,7 +8,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cnnexp import tracking
 from cnnexp.engine import Callback
@@ -31,6 +31,8 @@ from cnnexp.search.storage import DEFAULT_STORAGE, counts, open_storage, require
 from cnnexp.search.summary import result_json
 from cnnexp.search.worker import Worker, WorkerArgs
 
+if TYPE_CHECKING:
+    from cnnexp.search.final_budget import FinalPlan
 
 @dataclass
 class SearchOptions:
@@ -177,7 +179,7 @@ def run_search(ref: str | None, overrides: Sequence[str], opts: SearchOptions, *
 
 
 def final_plan(plan: Plan, opts: SearchOptions, best: tuple, confirmed: dict[str, Any] | None,
-               device: str) -> Any:
+               device: str) -> FinalPlan | None:
     """The final run's epochs when a final budget is set (search/final_budget.py)."""
     text = opts.final_budget or plan.final_budget
     if not text:
