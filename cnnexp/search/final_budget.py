@@ -58,10 +58,8 @@ def epoch_seconds_of(runs: Sequence[tuple[float, int]]) -> float | None:
 def plan_final(budget: float, confirmed: dict[str, Any] | None, probe: Any) -> FinalPlan:
     """The final run's epochs: from the confirming stage's runs of the tuned configuration when
     it ran (and recorded them), else from `probe()` -> seconds per epoch."""
-    measured = (confirmed or {}).get("best", {}).get("epoch_seconds")
-    if measured and math.isfinite(measured) and measured > 0:
-        return FinalPlan(budget, measured, epochs_for(budget, measured),
-                         "the confirming stage's runs of the tuned configuration")
-    seconds = probe()
-    return FinalPlan(budget, seconds, epochs_for(budget, seconds),
-                     "a short probe of the tuned configuration")
+    seconds = (confirmed or {}).get("best", {}).get("epoch_seconds")
+    source = "the confirming stage's runs of the tuned configuration"
+    if not (seconds and math.isfinite(seconds) and seconds > 0):
+        seconds, source = probe(), "a short probe of the tuned configuration"
+    return FinalPlan(budget, seconds, epochs_for(budget, seconds), source)

@@ -280,7 +280,7 @@ def finish(storage: Any, plan: Plan, parent: tracking.Run | None, opts: SearchOp
     confirmed = confirm_once(storage, plan, best, parent, seeds, opts.test, device, say,
                              callbacks) if best and opts.confirm and not skipped else None
     final = final_plan(plan, opts, best, confirmed, device) if best else None
-    if final is not None and best:
+    if final is not None:  # only made for a best trial
         say(final.line())
         best_path = write_best_recipe(plan, best[0], best[1], out / "best.yaml", final)
     seconds = time.perf_counter() - started

@@ -24,8 +24,6 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from mlflow import MlflowClient
-
 from cnnexp.tracking import tags as T
 
 VIEW_KEY = "cnnexp"
@@ -106,10 +104,6 @@ def view_tags() -> dict[str, str]:
 
 def search_view_tag(higher_is_better: bool, space: Sequence[str]) -> dict[str, str]:
     return {SHARED_VIEW_TAG + TRIALS_VIEW: json.dumps(trials_view(higher_is_better, space))}
-
-
-def has_view(client: MlflowClient, experiment_id: str, key: str = VIEW_KEY) -> bool:
-    return SHARED_VIEW_TAG + key in client.get_experiment(experiment_id).tags
 
 
 # which view shows which kind of run, in the order `cnnexp ui` lists them

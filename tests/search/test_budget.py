@@ -81,9 +81,10 @@ def test_a_search_given_a_small_budget_ends_within_it(cli, workdir) -> None:
         len(out["stages"]) < len(b["stages"])  # a stage the deadline never let start
 
 
-def test_bad_budget_exits_2_before_anything_is_stored(cli, workdir) -> None:
-    res = cli("search", "--budget", "soon", "--json")
-    assert res.exit_code == 2 and "--budget 'soon'" in res.stderr
+@pytest.mark.parametrize("option", ["--budget", "--final-budget"])
+def test_bad_budget_exits_2_before_anything_is_stored(cli, workdir, option: str) -> None:
+    res = cli("search", option, "soon", "--json")
+    assert res.exit_code == 2 and f"{option} 'soon'" in res.stderr
     assert json.loads(res.stdout)["exit_code"] == 2
     assert not (workdir / "cnnexp-optuna.journal").exists()
     assert not (workdir / "mlflow.db").exists()

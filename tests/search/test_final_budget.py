@@ -3,7 +3,6 @@ run's time, measured on the tuned configuration (the confirming stage's runs, el
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -79,11 +78,3 @@ def test_without_confirmation_a_probe_measures_the_tuned_configuration(cli, work
                 "--study", "plain", "--json")
     assert plain.json()["final"] is None
     assert _yaml(plain.json()["best_recipe_path"])["train"]["epochs"] == 2
-
-
-def test_a_bad_final_budget_exits_2_before_anything_is_stored(cli, workdir) -> None:
-    res = cli("search", "--final-budget", "later", "--json")
-    assert res.exit_code == 2 and "--final-budget 'later'" in res.stderr
-    assert json.loads(res.stdout)["exit_code"] == 2
-    assert not (workdir / "cnnexp-optuna.journal").exists()
-    assert not (workdir / "mlflow.db").exists()
