@@ -8,7 +8,9 @@ resume) and sets what can move: the number of trials per stage (scaled together 
 recipe's counts), and the confirming stage's seeds (at least two; dropped, and said so, when
 even two do not fit). The search then keeps to it: a stage whose next trial would end past the
 deadline skips its remaining tickets, a stage that would start past it is not started, and the
-confirming stage runs only if it fits in what is left. So the search ends within the budget
+confirming stage runs only if it fits in what is left. Each stage's deadline keeps the planned
+time of the stages after it and of the confirming stage, so a stage that runs long cuts its own
+trials, not the evidence. So the search ends within the budget
 plus about one trial's time (configurations cost more or less than the recipe measured: a
 wider network or a smaller batch is slower)."""
 
@@ -149,10 +151,20 @@ class BudgetPlan:
         if self.confirm_seeds:
             out.append(f"  confirm: 2 arms x {self.confirm_seeds} seeds x {self.confirm_epochs} "
                        f"epoch(s) on {r.n_train:,} images = {_minutes(self.confirm_seconds)}")
-        out.append(f"  planned {_minutes(self.seconds)} of {_minutes(self.budget)}; a trial "
-                   "that would end past the deadline is not started")
+        out.append(f"  planned {_minutes(self.seconds)} of {_minutes(self.budget)}; each stage"
+                   " keeps to its share: a trial that would end past it is not started")
         out += [f"  dropped to fit: {d}" for d in self.dropped]
         return out
+
+    def stage_ends(self, deadline: float) -> dict[str, float]:
+        """When each stage must end so that the stages after it and the confirming stage keep
+        their planned time: a stage whose trials cost more than measured (a wider network, a
+        smaller batch) runs fewer of them instead of crowding out the evidence."""
+        ends, later = {}, self.confirm_seconds
+        for s in reversed(self.stages):
+            ends[s.name] = deadline - later
+            later += s.seconds
+        return ends
 
     def to_dict(self) -> dict[str, Any]:
         return {"budget_seconds": self.budget, "planned_seconds": round(self.seconds, 1),

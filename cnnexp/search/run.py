@@ -215,6 +215,7 @@ def plan_budget(ref: str | None, overrides: Sequence[str], plan: Plan, opts: Sea
                      plan.confirm.max_seeds if seeds == "auto" else int(seeds))
     B.apply(plan, bp)
     plan.deadline = {"deadline": began + seconds,
+                     "stage_ends": bp.stage_ends(began + seconds),
                      "trial_seconds": {s.name: s.trial_seconds for s in bp.stages},
                      "confirm_seeds": bp.confirm_seeds,
                      "confirm_run_seconds": bp.confirm_run_seconds}

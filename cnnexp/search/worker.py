@@ -95,8 +95,8 @@ class Worker:
             if not self._fits(ctx.stage):
                 skipped = store.skip_waiting("not started, the deadline came first")
                 if skipped:
-                    self.say(f"budget: {skipped} trial(s) of {ctx.stage.name} skipped (the "
-                             "deadline is nearer than one more trial)")
+                    self.say(f"budget: {skipped} trial(s) of {ctx.stage.name} skipped (its "
+                             "share of the budget is spent: the later stages keep theirs)")
                     self.on_trial()
             trial_id = store.claim()
             if trial_id is None:
@@ -108,11 +108,13 @@ class Worker:
             self.on_trial()
 
     def _fits(self, stage: Any) -> bool:
-        """With a budget: can one more trial of `stage` end before the deadline?"""
+        """With a budget: can one more trial of `stage` end before the stage's deadline (the
+        search's, less the planned time of the stages after it and the confirming stage)?"""
         budget = self.plan.deadline
         if not budget:
             return True
-        return budget["deadline"] - time.time() >= budget["trial_seconds"].get(stage.name, 0.0)
+        end = budget.get("stage_ends", {}).get(stage.name, budget["deadline"])
+        return end - time.time() >= budget["trial_seconds"].get(stage.name, 0.0)
 
     def _exists(self, stage: Any) -> bool:
         """A stage another worker (or an earlier run) already created is finished, not

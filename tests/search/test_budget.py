@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -54,6 +55,45 @@ def test_more_budget_buys_more_trials_and_a_small_one_drops_the_confirmation() -
     assert large.confirm_seeds == 2 and large.seconds <= 240 * 60
 
 
+def test_each_stage_keeps_the_planned_time_of_the_stages_after_it() -> None:
+    plan = build_plan("fashion_mnist", [])
+    bp = make_plan(plan, 60 * 60, RATES, confirm=True, confirm_epochs=3, confirm_seeds=2)
+    coarse, fine = bp.stages
+    ends = bp.stage_ends(10_000.0)
+    assert bp.confirm_seconds > 0 and coarse.seconds > 0 and fine.seconds > 0
+    assert ends["fine"] == pytest.approx(10_000.0 - bp.confirm_seconds)
+    assert ends["coarse"] == pytest.approx(10_000.0 - bp.confirm_seconds - fine.seconds)
+    # a search that keeps to its plan meets every stage's end (start: the deadline less the plan)
+    start = 10_000.0 - bp.seconds
+    assert start + bp.rates.probe_seconds + coarse.seconds <= ends["coarse"]
+
+
+def test_a_stage_that_runs_long_cuts_its_own_trials_not_the_next_stage(cli, workdir) -> None:
+    """The budget is measured on the recipe (width 32); trials at width 160-224 cost several
+    times as much per image, so the coarse stage runs long. It must cut its own trials and leave the
+    fine stage its share (with one deadline for the whole search, coarse ran to the end and
+    fine never started)."""
+    import yaml
+
+    recipe = yaml.safe_load(Path(_digits()).read_text(encoding="utf-8"))
+    recipe["search"]["space"] = {"arch.width": {"low": 160, "high": 224},
+                                 "opt.lr": {"low": 1.0e-3, "high": 0.1, "log": True}}
+    recipe["search"]["stages"] = {"coarse": {"trials": 8, "epochs": 2, "sampler": "random"},
+                                  "fine": {"trials": 2, "epochs": 2, "sampler": "random"}}
+    (workdir / "slow.yaml").write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    budget = 40
+    res = cli("search", "slow.yaml", "data.subset=300", "--no-confirm", "--budget",
+              f"{budget}s", "--json")
+    assert res.exit_code == 0, res.stderr
+    out = res.json()
+    stages = {s["name"]: s for s in out["stages"]}
+    assert stages["coarse"]["skipped"] >= 1, stages["coarse"]
+    assert "each stage keeps to its share" in res.stderr
+    assert stages["fine"]["complete"] + stages["fine"]["pruned"] >= 1, out["stages"]
+    longest = max(float(r["seconds"] or 0) for r in _rows(out["csv_path"]))
+    assert out["budget"]["used_seconds"] <= budget + longest + 3.0
+
+
 def test_a_budget_below_the_smallest_search_is_refused() -> None:
     plan = build_plan("fashion_mnist", [])
     with pytest.raises(BadInput, match="too small for this search"):
@@ -88,6 +128,12 @@ def test_bad_budget_exits_2_before_anything_is_stored(cli, workdir, option: str)
     assert json.loads(res.stdout)["exit_code"] == 2
     assert not (workdir / "cnnexp-optuna.journal").exists()
     assert not (workdir / "mlflow.db").exists()
+
+
+def _digits() -> str:
+    from cnnexp.recipe import find
+
+    return str(find("experiments", "digits"))
 
 
 def _rows(path: str) -> list[dict]:
