@@ -12,7 +12,7 @@ from optuna.storages import BaseStorage
 from cnnexp.search import attrs as A
 from cnnexp.search.config import Plan
 from cnnexp.search.stages import narrowing_text, stage_study
-from cnnexp.search.storage import counts
+from cnnexp.search.storage import counts, state_word
 
 
 class Monitor:
@@ -61,7 +61,7 @@ class Monitor:
 
     def _line(self, t: Any) -> None:
         name = t.user_attrs.get(A.NAME, f"trial {t.number}")
-        state = t.state.name.lower()
+        state = state_word(t)
         value = f"{self.plan.metric}={t.value:.4f}" if t.value is not None else ""
         secs = t.user_attrs.get(A.SECONDS)
         reason = t.user_attrs.get(A.REASON, "")

@@ -26,7 +26,7 @@ from cnnexp.search.stages import (
     stage_study,
     stands_out_in,
 )
-from cnnexp.search.storage import counts, superseded
+from cnnexp.search.storage import counts, state_word, superseded
 
 if TYPE_CHECKING:
     from cnnexp.schema import Recipe
@@ -150,7 +150,7 @@ def rows(results: list[StageResult]) -> list[dict[str, Any]]:
         for t in all_trials:
             out.append({"stage": r.plan.name, "trial": t.number,
                         "name": t.user_attrs.get(A.NAME, ""),
-                        "state": t.state.name.lower(), "value": t.value,
+                        "state": state_word(t), "value": t.value,
                         "counted": t.number not in gone, "epochs": r.plan.epochs,
                         "subset": r.plan.subset,
                         **{f"params.{p}": t.params.get(p) for p in r.space},

@@ -217,6 +217,21 @@ def superseded(trials: list[FrozenTrial]) -> set[int]:
     return {n for t in trials for n in t.system_attrs.get("retry_history", [])}
 
 
+BUDGET_REASON = "budget"  # a ticket the --budget deadline left unstarted
+
+
+def skipped(t: FrozenTrial) -> bool:
+    """A ticket the --budget deadline left unstarted: ended FAIL (Optuna has no other end for
+    a trial never run), counted and shown as skipped."""
+    return t.state == TrialState.FAIL and str(t.user_attrs.get(A.REASON, "")).startswith(
+        BUDGET_REASON)
+
+
+def state_word(t: FrozenTrial) -> str:
+    """The trial's state as printed and in trials.csv: complete, pruned, fail, skipped, ..."""
+    return "skipped" if skipped(t) else t.state.name.lower()
+
+
 def counts(trials: list[FrozenTrial]) -> Counts:
     """Exact per-stage counts: a failed trial that was re-queued counts once, as its retry."""
     gone = superseded(trials)
@@ -233,15 +248,12 @@ def counts(trials: list[FrozenTrial]) -> Counts:
             c.complete += 1
         elif t.state == TrialState.PRUNED:
             c.pruned += 1
-        elif t.state == TrialState.FAIL and str(t.user_attrs.get(A.REASON, "")).startswith(
-                BUDGET_REASON):
+        elif skipped(t):
             c.skipped += 1
         elif t.state == TrialState.FAIL:
             c.failed += 1
     return c
 
-
-BUDGET_REASON = "budget"  # a ticket the --budget deadline left unstarted
 
 
 class Stage:

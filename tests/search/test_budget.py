@@ -70,9 +70,9 @@ def test_each_stage_keeps_the_planned_time_of_the_stages_after_it() -> None:
 
 def test_a_stage_that_runs_long_cuts_its_own_trials_not_the_next_stage(cli, workdir) -> None:
     """The budget is measured on the recipe (width 32); trials at width 160-224 cost several
-    times as much per image, so the coarse stage runs long. It must cut its own trials and leave the
-    fine stage its share (with one deadline for the whole search, coarse ran to the end and
-    fine never started)."""
+    times as much per image, so the coarse stage runs long. It must cut its own trials and
+    leave the fine stage its share (with one deadline for the whole search, coarse ran to the
+    end and fine never started)."""
     import yaml
 
     recipe = yaml.safe_load(Path(_digits()).read_text(encoding="utf-8"))
@@ -83,15 +83,20 @@ def test_a_stage_that_runs_long_cuts_its_own_trials_not_the_next_stage(cli, work
     (workdir / "slow.yaml").write_text(yaml.safe_dump(recipe), encoding="utf-8")
     budget = 40
     res = cli("search", "slow.yaml", "data.subset=300", "--no-confirm", "--budget",
-              f"{budget}s", "--json")
+              f"{budget}s")
     assert res.exit_code == 0, res.stderr
-    out = res.json()
-    stages = {s["name"]: s for s in out["stages"]}
-    assert stages["coarse"]["skipped"] >= 1, stages["coarse"]
-    assert "each stage keeps to its share" in res.stderr
-    assert stages["fine"]["complete"] + stages["fine"]["pruned"] >= 1, out["stages"]
-    longest = max(float(r["seconds"] or 0) for r in _rows(out["csv_path"]))
-    assert out["budget"]["used_seconds"] <= budget + longest + 3.0
+    shown = res.stdout + res.stderr
+    assert "each stage keeps to its share" in shown
+    assert "of coarse skipped (its share of the budget is spent" in shown
+    rows = _rows(str(next((workdir / "outputs/search").glob("slow*/trials.csv"))))
+    states = {(r["stage"], r["state"]) for r in rows}
+    # an unstarted ticket reads skipped (printed and in trials.csv), never as a failure
+    assert ("coarse", "skipped") in states and not any(s == "fail" for _, s in states), states
+    assert "  skipped (budget: not started" in shown
+    assert ("fine", "complete") in states or ("fine", "pruned") in states, states
+    started = [r for r in rows if r["state"] != "skipped"]
+    assert sum(float(r["seconds"]) for r in started) <= budget + max(
+        float(r["seconds"]) for r in started)
 
 
 def test_a_budget_below_the_smallest_search_is_refused() -> None:
