@@ -93,12 +93,14 @@ def _param_value(value: Any) -> str:
     return text if len(text) <= 6000 else text[:5997] + "..."
 
 
-def readable(value: float) -> float:
+def readable(value: float, key: str = "") -> float:
     """A metric as the runs table should show it: seven significant digits (what a float32
     holds), so a float32 accuracy of 919/1000 reads 0.919, not 0.9190000295 cut to
-    "0.91900002…"."""
+    "0.91900002…"; a standard error (`*_se`) two, all an estimate of noise carries (0.0038,
+    not 0.003758496)."""
     v = float(value)
-    return float(f"{v:.7g}") if math.isfinite(v) else v
+    digits = 2 if key.endswith("_se") else 7
+    return float(f"{v:.{digits}g}") if math.isfinite(v) else v
 
 
 @dataclass
@@ -125,7 +127,7 @@ class Run:
                   tags: Mapping[str, Any] | None = None, step: int | None = None) -> None:
         """Metrics and tags in one request (one commit on a SQLite store)."""
         now = int(time.time() * 1000)
-        items = [Metric(k, readable(v), now, step or 0) for k, v in (metrics or {}).items()
+        items = [Metric(k, readable(v, k), now, step or 0) for k, v in (metrics or {}).items()
                  if isinstance(v, (int, float))]
         run_tags = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
         if items or run_tags:

@@ -4,6 +4,7 @@ a store that cannot be used is one line of bad input, quickly."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import subprocess
@@ -12,6 +13,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 # Each process opens the store the way every command does (tracking.client()), then records a
@@ -279,3 +281,13 @@ def test_description_tables_keep_a_space_in_each_cell() -> None:
     assert lines[4] == f"| {PAD}a \\| b{PAD} | {PAD}0.6638{PAD} |"
     assert lines[-2] == "| code | stays |"
     assert note.replace(PAD, "").replace("|  ", "| ").replace("  |", " |") == md
+
+
+def test_metrics_are_stored_as_the_table_should_read_them() -> None:
+    from cnnexp.tracking.store import readable
+
+    assert readable(float(np.float32(919 / 1000))) == 0.919
+    assert readable(0.003758496, "best_val_acc_se") == 0.0038
+    assert readable(0.0233, "test_acc_se") == 0.023
+    assert readable(0.003758496, "val_loss") == 0.003758496
+    assert math.isnan(readable(math.nan, "test_acc_se"))
