@@ -262,6 +262,11 @@ def _load_component(group: str, name: str) -> tuple[dict[str, Any], dict[str, An
     return body, also
 
 
+def component_values(group: str, name: str) -> dict[str, Any]:
+    """A component's own values (recipes/<group>/<name>.yaml, without its `_global_`)."""
+    return _load_component(group, name)[0]
+
+
 def compose(ref: str | None = None, overrides: Sequence[str] = ()) -> dict[str, Any]:
     """The raw composed recipe tree (not yet validated)."""
     if ref is None and overrides and _is_path(overrides[0]) and Path(overrides[0]).is_file():

@@ -6,6 +6,7 @@ Data, model and device are built before any MLflow run exists, so bad input leav
 
 from __future__ import annotations
 
+import math
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,7 +39,24 @@ def run_name(recipe: Recipe, refit: bool = False) -> str:
             + (" refit" if refit else ""))
 
 
-def describe_result(recipe: Recipe, result: FitResult, tested: TestResult | None = None) -> str:
+def headline(s: dict[str, Any], n_val: int, tested: TestResult | None,
+             diagnosis: str | None) -> str:
+    """The run's answer, first in its description (on screen when the run page opens): the
+    best validation accuracy with its noise, the test figure, the diagnosis."""
+    acc = s["best_val_acc"]
+    se = math.sqrt(acc * (1 - acc) / n_val) if n_val and acc is not None and 0 <= acc <= 1 \
+        else math.nan
+    parts = [f"best val_acc {acc:.4f} ± {se:.4f} (epoch {s['best_epoch']} of {s['epochs']})"
+             if acc is not None else f"status {s['status']}"]
+    if tested is not None:
+        parts.append(f"test_acc {tested.acc:.4f} ± {tested.se:.4f} (n={tested.n})")
+    if diagnosis:
+        parts.append(f"diagnosis {diagnosis}")
+    return "**Result**: " + " · ".join(parts)
+
+
+def describe_result(recipe: Recipe, result: FitResult, tested: TestResult | None = None,
+                    diagnosis: str | None = None) -> str:
     s = result.summary()
     # the recipe's description says what it was written for ("5 epochs, < 10 min"); the
     # budget this run actually had is said beside it, so an override never reads as the recipe
@@ -46,7 +64,8 @@ def describe_result(recipe: Recipe, result: FitResult, tested: TestResult | None
     budget = (f"This run: {recipe.train.epochs} epoch(s)"
               + (f" on {n_train:,} training images" if n_train else "")
               + f", batch {recipe.train.batch_size}, seed {recipe.train.seed}.")
-    lines = [f"**{recipe.name}**: {recipe.description}".rstrip(": "), "", budget, "",
+    lines = [headline(s, result.trainer.data.n_val, tested, diagnosis), "",
+             f"**{recipe.name}**: {recipe.description}".rstrip(": "), "", budget, "",
              "| status | epochs | val_acc | best val_acc | val_loss | train_acc | seconds |",
              "|---|---|---|---|---|---|---|",
              f"| {s['status']} | {s['epochs']} | {s['val_acc']:.4f} | {s['best_val_acc']:.4f} "
@@ -165,7 +184,8 @@ def _fit_recorded(rec: Recording, recipe: Recipe, data: DataBundle, device: torc
         # the final run's review material: curves, confusion matrix, top losses, description
         log_diagnosis(rec, diag)
         log_classification(rec, result)
-        rec.describe(describe_result(recipe, result, tested) + "\n\n" + diag.markdown())
+        verdict = getattr(diag, "diagnosis", None)
+        rec.describe(describe_result(recipe, result, tested, verdict) + "\n\n" + diag.markdown())
     logged = None
     if rec.active and (log_model or register) and result.status != "diverged":
         # the model as MLflow users load, register and serve it (cnnexp.serving)

@@ -82,14 +82,19 @@ def test_train_test_reports_and_logs_the_final_figure(cli, mlflow_client) -> Non
     m = run.data.metrics  # the validation figure carries its noise too, as a column
     a = m["best_val_acc"]
     n = int(run.data.params["val_images"])  # a constant of the run: a param, not a metric
-    assert m["best_val_acc_se"] == pytest.approx((a * (1 - a) / n) ** 0.5)
+    assert m["best_val_acc_se"] == pytest.approx(round((a * (1 - a) / n) ** 0.5, 4))
     assert not {"classes", "val_images"} & set(m)
     from cnnexp.diagnose.figures import render
 
     assert "test/confusion_matrix.png" in render(out["run_id"])  # drawn off the training path
     files = {a.path for a in mlflow_client.list_artifacts(out["run_id"], "test")}
     assert {"test/confusion_matrix.png", "test/confusion_matrix.csv"} <= files
-    assert "**Test**: test_acc" in run.data.tags["mlflow.note.content"]
+    note = run.data.tags["mlflow.note.content"]
+    assert "**Test**: test_acc" in note
+    # the answer first, on screen when the run page opens: val with noise, test, diagnosis
+    assert note.startswith(f"**Result**: best val_acc {a:.4f} ± ")
+    assert f"test_acc {t['test_acc']:.4f} ± {t['test_acc_se']:.4f}" in note.splitlines()[0]
+    assert f"diagnosis {run.data.tags['diagnosis']}" in note.splitlines()[0]
     # the budget this run had, beside the recipe's own description
     assert "This run: 2 epoch(s) on " in run.data.tags["mlflow.note.content"]
 

@@ -204,8 +204,31 @@ class OutcomeLogger(Callback):
 
 
 def recipe_tags(recipe: Recipe) -> dict[str, str]:
-    return {T.component(group): name for group, name in recipe.defaults.items()} | {
-        T.RECIPE: recipe.name}
+    return {T.component(group): component_label(recipe, group, name)
+            for group, name in recipe.defaults.items()} | {T.RECIPE: recipe.name}
+
+
+def component_label(recipe: Recipe, group: str, name: str) -> str:
+    """The component's name and what the recipe changed in it: `none + flip=True, translate=1`.
+    A tuned best.yaml keeps its start recipe's components, so the name alone read `aug: none`
+    on a run trained with flips."""
+    from pydantic import ValidationError
+
+    from cnnexp.errors import BadInput
+    from cnnexp.recipe import component_values
+
+    current = getattr(recipe, group)
+    try:
+        base = type(current).model_validate(component_values(group, name)).model_dump()
+    except (BadInput, ValidationError, OSError):  # gone or changed since: the name is all
+        return name
+    changed = [f"{k}={_short(v)}" for k, v in current.model_dump().items()
+               if k != "name" and base.get(k) != v]
+    return name + (" + " + ", ".join(changed) if changed else "")
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def log_recipe(run: store.Run, recipe: Recipe) -> None:

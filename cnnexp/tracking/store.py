@@ -96,11 +96,14 @@ def _param_value(value: Any) -> str:
 def readable(value: float, key: str = "") -> float:
     """A metric as the runs table should show it: seven significant digits (what a float32
     holds), so a float32 accuracy of 919/1000 reads 0.919, not 0.9190000295 cut to
-    "0.91900002…"; a standard error (`*_se`) two, all an estimate of noise carries (0.0038,
-    not 0.003758496)."""
+    "0.91900002…"; a standard error (`*_se`) to four decimals as every figure shows it
+    (0.0038, not 0.003758496), or two significant digits when smaller."""
     v = float(value)
-    digits = 2 if key.endswith("_se") else 7
-    return float(f"{v:.{digits}g}") if math.isfinite(v) else v
+    if not math.isfinite(v):
+        return v
+    if key.endswith("_se") and v > 0:
+        return round(v, max(4, 1 - math.floor(math.log10(v))))
+    return float(f"{v:.7g}")
 
 
 @dataclass

@@ -127,3 +127,15 @@ def test_the_blocks_own_error_is_reported_not_the_flush(workdir, mlflow_client, 
         rec.writer._error = OSError("disk full")  # as if a background write had failed
         raise RuntimeError("training broke")
     assert mlflow_client.get_run(rec.run_id).info.status == "FAILED"
+
+
+def test_component_tags_say_what_the_recipe_changed_in_the_component() -> None:
+    """A tuned best.yaml keeps its start recipe's components: `aug: none` alone would misread
+    a run trained with flips."""
+    from cnnexp.recipe import load_recipe
+    from cnnexp.tracking import recipe_tags
+
+    tuned = recipe_tags(load_recipe("fashion_mnist_plain", ["aug.flip=true", "opt.lr=0.006"]))
+    assert tuned["cnnexp.aug"] == "none + flip=True"
+    assert tuned["cnnexp.opt"] == "adam + lr=0.006"
+    assert tuned["cnnexp.arch"] == "small_cnn" and tuned["cnnexp.recipe"] == "fashion_mnist_plain"

@@ -288,6 +288,7 @@ def test_metrics_are_stored_as_the_table_should_read_them() -> None:
 
     assert readable(float(np.float32(919 / 1000))) == 0.919
     assert readable(0.003758496, "best_val_acc_se") == 0.0038
-    assert readable(0.0233, "test_acc_se") == 0.023
+    assert readable(0.02345678, "test_acc_se") == 0.0235  # as the report's 4 decimals show it
+    assert readable(0.00012345, "test_acc_se") == 0.00012
     assert readable(0.003758496, "val_loss") == 0.003758496
     assert math.isnan(readable(math.nan, "test_acc_se"))
