@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from cnnexp.plotstyle import plain_text
+from cnnexp.plotstyle import log_scale, plain_text
 
 plain_text()  # run names and class folders are user text: `$` is not math
 
@@ -37,7 +37,7 @@ def curves_figure(history: Sequence[Mapping[str, float]], title: str = "",
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
     if all(h.get("train_loss", 0) > 0 for h in history):
-        ax_loss.set_yscale("log")  # losses span decades; the late epochs stay readable
+        log_scale(ax_loss, "y")  # losses span decades; the late epochs stay readable
     ax_acc.legend(loc="lower right", fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)

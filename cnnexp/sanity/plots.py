@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
 
-from cnnexp.plotstyle import plain_text
+from cnnexp.plotstyle import log_scale, plain_text
 from cnnexp.sanity.base import CheckResult
 
 plain_text()  # recipe names are user text: `$` is not math
@@ -71,7 +71,7 @@ def grad_flow_figures(r: CheckResult) -> dict[str, Any]:
     names = [f"{row['layer'] or 'model'} {row['kind'].lower()}" for row in layers]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(6, 0.3 * len(names)), 6), sharex=True)
     top.bar(range(len(names)), [row["grad_norm"] for row in layers])
-    top.set_yscale("log")
+    log_scale(top, "y")
     top.set_ylabel("weight gradient norm")
     top.set_title("gradient flow (input on the left)")
     bottom.plot(range(len(names)), [row["act_std"] for row in layers], "o-", label="std")
@@ -111,7 +111,7 @@ def lr_range_figure(result: Any) -> Any:
     if result.suggested_lr:
         ax.axvline(result.suggested_lr, color="k", lw=1.5,
                    label=f"suggested {result.suggested_lr:.2g}")
-    ax.set_xscale("log")
+    log_scale(ax, "x")
     if result.smoothed:
         lo = min(result.smoothed)
         ax.set_ylim(lo - 0.05 * abs(lo), max(result.smoothed[0], lo) * 1.6 + 1e-9)

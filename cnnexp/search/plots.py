@@ -30,6 +30,7 @@ def _figure(w: float, h: float) -> Any:
 
 
 def param_scatter(results: list[StageResult], metric: str) -> Figure | None:
+    from cnnexp.plotstyle import log_scale
     from cnnexp.search.narrow import Range
 
     params = [p for p, v in results[0].space.items() if isinstance(v, Range)]
@@ -59,7 +60,7 @@ def param_scatter(results: list[StageResult], metric: str) -> Figure | None:
                 ax.axvspan(rng.low, rng.high, color=colour, alpha=0.06)
         space = results[0].space[path]
         if isinstance(space, Range) and space.log:
-            ax.set_xscale("log")
+            log_scale(ax, "x")
         ax.set_xlabel(path)
         ax.set_ylabel(metric)
     if axes[0].get_legend_handles_labels()[0]:
