@@ -8,13 +8,15 @@ compared seed by seed (both arms train on the same seeds, so a paired t-test rem
 seed moves in both): "best beats the recipe by +X pp (paired p = …)", "not shown: the best
 trial leads by +X pp, within noise" or "within noise: no difference shown", with the smallest
 difference the comparison could have detected at the observed noise beside it. `seeds: auto` adds a seed to both arms at a time until the verdict is
-decided (p < alpha), more seeds could not plausibly decide it, or `max_seeds` is reached.
+decided (p < alpha), more seeds could not plausibly decide it, `max_seeds` is reached, or (with
+a budget) one more pair would end past it.
 With `--test`, the winner's seeds are then evaluated once on the held-out test split (the
 recipe wins ties: it is the simpler choice)."""
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -129,6 +131,13 @@ def stop_reason(best: Sequence[float], recipe: Sequence[float], alpha: float,
     return None
 
 
+def another_pair_fits(deadline: float | None, pair_seconds: float, now: float) -> bool:
+    """With a budget, auto adds a seed only if one more pair ends before the deadline, at what
+    the last pair took: the seeds planned were priced on the recipe, and a tuned configuration
+    (a wider network, a smaller batch) may train at half its speed."""
+    return deadline is None or now + pair_seconds <= deadline
+
+
 def run_confirm(plan: Plan, best_params: dict[str, Any], *, device: torch.device,
                 seeds: int | str, parent: Run | None, test: bool = False,
                 callbacks: Callable[[str], Sequence[Callback]] = lambda label: (),
@@ -145,14 +154,21 @@ def run_confirm(plan: Plan, best_params: dict[str, Any], *, device: torch.device
     cache: dict[str, DataBundle] = {}
     stopped = None
     i = 0
+    deadline = (plan.deadline or {}).get("deadline")
     while i < (AUTO_START if auto else cap) or (auto and stopped is None):
+        began = time.time()
         for arm in arms:
             _train(plan, arm, i, device, parent, cache, callbacks, say)
         i += 1
         if auto and i >= AUTO_START:
             pairs = _pairs(best, recipe)
             stopped = stop_reason(*pairs, plan.confirm.alpha, cap) if pairs[0] else "cap"
-            if stopped is None:
+            pair = time.time() - began
+            if stopped is None and not another_pair_fits(deadline, pair, time.time()):
+                stopped = "budget"
+                say(f"confirm: not decided after {i} seed(s); one more pair (~{pair / 60:.1f} "
+                    "min, as the last took) would end past the budget")
+            elif stopped is None:
                 say(f"confirm: not decided after {i} seed(s); adding one")
     sign = 1.0 if higher_is_better(plan.metric) else -1.0
     a, b = _pairs(best, recipe)

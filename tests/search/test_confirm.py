@@ -152,3 +152,12 @@ def test_a_lead_within_noise_is_not_called_equal() -> None:
     # a loss: lower is better, so a negative delta is the best trial's lead
     assert headline("val_loss", best, recipe, -0.02, 0.3, "within noise", 2,
                     0.05).startswith("not shown")
+
+
+def test_auto_adds_a_seed_only_if_one_more_pair_ends_within_the_budget() -> None:
+    from cnnexp.search.confirm import another_pair_fits
+
+    assert another_pair_fits(None, 600.0, 1000.0)  # no budget: the seeds rule alone
+    assert another_pair_fits(1400.0, 300.0, 1000.0)
+    # priced on the recipe, a pair looked like 218 s; the tuned one took 337 s: no more seeds
+    assert not another_pair_fits(1300.0, 337.0, 1000.0)
