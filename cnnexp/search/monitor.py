@@ -67,8 +67,8 @@ class Monitor:
         reason = t.user_attrs.get(A.REASON, "")
         tail = f" ({reason})" if state != "complete" and reason else ""
         time_s = f" {secs:.1f}s" if isinstance(secs, (int, float)) else ""
-        self.say(f"  {name}  [{'green' if state == 'complete' else 'yellow'}]{state}[/] "
-                 f"{value}{time_s}{tail}")
+        self.say(f"  {name}  [{'green' if state == 'complete' else 'yellow'}]{state}[/]"
+                 f"{' ' + value if value else ''}{time_s}{tail}")
 
     def _bar(self, stage: str, c: Any) -> None:
         if self.progress is None:
