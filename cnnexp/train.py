@@ -44,10 +44,11 @@ def headline(s: dict[str, Any], n_val: int, tested: TestResult | None,
     """The run's answer, first in its description (on screen when the run page opens): the
     best validation accuracy with its noise, the test figure, the diagnosis."""
     acc = s["best_val_acc"]
-    se = math.sqrt(acc * (1 - acc) / n_val) if n_val and acc is not None and 0 <= acc <= 1 \
-        else math.nan
-    parts = [f"best val_acc {acc:.4f} ± {se:.4f} (epoch {s['best_epoch']} of {s['epochs']})"
-             if acc is not None else f"status {s['status']}"]
+    if n_val and acc is not None and 0 <= acc <= 1:
+        se = math.sqrt(acc * (1 - acc) / n_val)
+        parts = [f"best val_acc {acc:.4f} ± {se:.4f} (epoch {s['best_epoch']} of {s['epochs']})"]
+    else:  # no validation split (--refit) or a diverged run
+        parts = [f"{s['status']} after {s['epochs']} epoch(s), no validation accuracy"]
     if tested is not None:
         parts.append(f"test_acc {tested.acc:.4f} ± {tested.se:.4f} (n={tested.n})")
     if diagnosis:
