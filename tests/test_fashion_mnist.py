@@ -28,7 +28,7 @@ def test_train_fashion_mnist_subset_and_final_test_figure(cli, mlflow_client) ->
     assert out["test"]["test_acc"] > 0.65  # chance is 0.10; a 3k-image subset reaches ~0.75
     assert out["test"]["test_acc_se"] < 0.005
     run = mlflow_client.get_run(out["run_id"])
-    assert run.data.tags["cnnexp.data"] == "fashion_mnist"
+    assert run.data.tags["cnnexp.data"] == "fashion_mnist + subset=3000"  # what was changed
     assert run.data.metrics["test_acc"] == pytest.approx(out["test"]["test_acc"])
 
 
