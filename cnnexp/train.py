@@ -6,7 +6,6 @@ Data, model and device are built before any MLflow run exists, so bad input leav
 
 from __future__ import annotations
 
-import math
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +22,7 @@ from cnnexp.engine.checkpoint import Checkpointer
 from cnnexp.errors import BadInput, first_line
 from cnnexp.final import TestResult, evaluate_test, merged_train_val
 from cnnexp.models import ModelSpec, build_model
+from cnnexp.noise import binomial_se
 from cnnexp.schema import Recipe
 from cnnexp.tracking import Kind, Recording, lease
 from cnnexp.tracking import tags as T
@@ -45,8 +45,8 @@ def headline(s: dict[str, Any], n_val: int, tested: TestResult | None,
     best validation accuracy with its noise, the test figure, the diagnosis."""
     acc = s["best_val_acc"]
     if n_val and acc is not None and 0 <= acc <= 1:
-        se = math.sqrt(acc * (1 - acc) / n_val)
-        parts = [f"best val_acc {acc:.4f} ± {se:.4f} (epoch {s['best_epoch']} of {s['epochs']})"]
+        parts = [f"best val_acc {acc:.4f} ± {binomial_se(acc, n_val):.4f} "
+                 f"(epoch {s['best_epoch']} of {s['epochs']})"]
     else:  # no validation split (--refit) or a diverged run
         parts = [f"{s['status']} after {s['epochs']} epoch(s), no validation accuracy"]
     if tested is not None:

@@ -255,7 +255,6 @@ def counts(trials: list[FrozenTrial]) -> Counts:
     return c
 
 
-
 class Stage:
     """One stage study: claim tickets, re-queue, reap trials of dead workers."""
 

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from cnnexp.engine.callbacks import Callback, FitState
+from cnnexp.noise import binomial_se
 from cnnexp.tracking import store
 from cnnexp.tracking import tags as T
 from cnnexp.tracking.tags import Kind
@@ -192,7 +193,7 @@ class OutcomeLogger(Callback):
         acc, n = result.best_val_acc, state.data.n_val
         # its noise beside it, as a column the runs table can show: the binomial standard
         # error of an accuracy measured on n images
-        noise = ({"best_val_acc_se": math.sqrt(acc * (1 - acc) / n)}
+        noise = ({"best_val_acc_se": binomial_se(acc, n)}
                  if n and acc is not None and math.isfinite(acc) and 0 <= acc <= 1 else {})
         self.run.log_batch(
             metrics={"best_val_acc": acc, **noise, "seconds": result.seconds,
